@@ -1,0 +1,1 @@
+"""Email producers: parse, thread, dedupe and enqueue inbound mail."""

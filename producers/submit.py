@@ -1,0 +1,117 @@
+"""Put a parsed email into its thread's inbox, exactly once, and schedule the thread's drainer.
+
+One script does the dedupe (the Message-ID index, shared with threading), the inbox push and the
+`SET NX` "scheduled" flag; only the caller that set the flag publishes a drain task, so each thread
+has at most one drainer queued. Producers publish by task name and share only `worker.contract`,
+`worker.keys` and the Celery settings with the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from producers.parse import ParsedEmail
+from worker import keys
+from worker.celery_config import celery_config
+from worker.contract import QUEUE_TRIAGE, TASK_DRAIN, EmailPayload
+from worker.settings import Settings
+
+SUBMIT_LUA = """
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3])
+if fresh then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+local schedule = false
+if fresh or redis.call('LLEN', KEYS[2]) > 0 then
+  schedule = redis.call('SET', KEYS[3], 'queued', 'NX', 'EX', ARGV[4])
+end
+local status = 'duplicate'
+if fresh then status = 'enqueued' end
+if schedule then return {status, 1} end
+return {status, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    status: str  # "enqueued" or "duplicate"
+    thread_id: str
+    message_id: str
+    scheduled: bool
+
+
+def thread_id_for(message_id: str) -> str:
+    """A new thread is named after its first email's Message-ID (hashed: ids hold any bytes)."""
+    return "t" + hashlib.sha256(message_id.encode()).hexdigest()[:20]
+
+
+def producer_app(settings: Settings) -> Celery:
+    """A Celery app used only to publish, with the same transport options as the worker."""
+    app = Celery("triage-producer", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+class Submitter:
+    def __init__(self, settings: Settings, client: redis.Redis, app: Celery) -> None:
+        self._settings = settings
+        self._redis = client
+        self._app = app
+        self._submit = client.register_script(SUBMIT_LUA)
+
+    def resolve_thread(self, email: ParsedEmail) -> str:
+        """In-Reply-To, then References newest first, against the index; else a new thread."""
+        candidates = [email.in_reply_to] if email.in_reply_to else []
+        candidates += [ref for ref in reversed(email.references) if ref not in candidates]
+        if candidates:
+            found = self._redis.mget([keys.message_index(c) for c in candidates])
+            for thread_id in found:
+                if thread_id:
+                    return thread_id.decode() if isinstance(thread_id, bytes) else str(thread_id)
+        return thread_id_for(email.message_id)
+
+    def submit(self, email: ParsedEmail) -> Submitted:
+        thread_id = self.resolve_thread(email)
+        payload = EmailPayload(
+            message_id=email.message_id,
+            thread_id=thread_id,
+            from_addr=email.from_addr,
+            reply_to=email.reply_to,
+            subject=email.subject,
+            date=email.date,
+            text=email.text,
+            in_reply_to=email.in_reply_to,
+            references=email.references,
+            received_at=time.time(),
+        )
+        status, scheduled = self._submit(
+            keys=[
+                keys.message_index(email.message_id),
+                keys.thread_inbox(thread_id),
+                keys.thread_scheduled(thread_id),
+            ],
+            args=[
+                thread_id,
+                payload.model_dump_json(),
+                self._settings.thread_ttl_seconds,
+                self._settings.visibility_timeout_seconds,
+            ],
+        )
+        if scheduled:
+            self._publish_drain(thread_id)
+        status = status.decode() if isinstance(status, bytes) else str(status)
+        return Submitted(status, thread_id, email.message_id, bool(scheduled))
+
+    def _publish_drain(self, thread_id: str) -> None:
+        try:
+            self._app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
+        except Exception:
+            # Free the flag so the next submission (or a re-run) schedules the thread again.
+            self._redis.delete(keys.thread_scheduled(thread_id))
+            raise

@@ -1,0 +1,1 @@
+"""The `triage` command line and the local stack it can start."""

@@ -1,0 +1,155 @@
+"""The `triage` command: run the demo, the worker, the emulator; enqueue; inspect state."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from worker.errors import ConfigError
+from worker.settings import Settings, load_settings
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def configure_cli_logging(settings: Settings) -> None:
+    from worker.logging import configure_logging
+
+    configure_logging(settings)
+
+
+@click.group()
+@click.version_option(package_name="triage-worker")
+def cli() -> None:
+    """Queue-driven support-email triage on the Claude API (Celery + Redis)."""
+
+
+@cli.command()
+@click.option(
+    "--exit-when-drained/--serve",
+    default=False,
+    envvar="TRIAGE_RUN_EXIT_WHEN_DRAINED",
+    help="Exit once the sample inbox is decided instead of serving until Ctrl-C.",
+)
+@click.option(
+    "--timeout", default=120.0, show_default=True, help="Seconds to wait for the samples."
+)
+def run(exit_when_drained: bool, timeout: float) -> None:
+    """Run everything locally: Redis, emulator (without a key), worker, sample inbox."""
+    from triage.run import run as run_stack
+
+    settings = settings_or_exit()
+    configure_cli_logging(settings)
+    run_stack(exit_when_drained, timeout)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker on both queues (extra arguments go to `celery worker`)."""
+    from worker.app import create_app
+
+    settings = settings_or_exit()
+    app = create_app(settings)
+    argv = ["worker", "-Q", "triage,replies", "--loglevel", settings.log_level, *celery_args]
+    app.worker_main(argv)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def enqueue(paths: tuple[Path, ...]) -> None:
+    """Parse .eml files (or directories of them) and enqueue them into their threads."""
+    from producers.enqueue import Enqueuer, Rejected, iter_eml_files
+
+    settings = settings_or_exit()
+    configure_cli_logging(settings)
+    enqueuer = Enqueuer(settings)
+    counts = {"enqueued": 0, "duplicate": 0, "rejected": 0}
+    for path in iter_eml_files(list(paths)):
+        result = enqueuer.enqueue_bytes(path.read_bytes(), str(path))
+        if isinstance(result, Rejected):
+            counts["rejected"] += 1
+            click.echo(f"rejected  {path}: {result.reason}: {result.error}", err=True)
+        else:
+            counts[result.status] += 1
+            click.echo(f"{result.status:<9} {path} -> thread {result.thread_id}")
+    click.echo(", ".join(f"{count} {name}" for name, count in counts.items()))
+    if counts["rejected"]:
+        sys.exit(1)
+
+
+@cli.group()
+def thread() -> None:
+    """Inspect stored threads."""
+
+
+@thread.command("show")
+@click.argument("thread_id")
+@click.option("--meta", is_flag=True, help="Also print status, version and usage (to stderr).")
+def thread_show(thread_id: str, meta: bool) -> None:
+    """Print the stored messages array as JSON: exactly what Claude receives."""
+    from triage.state import open_store
+
+    snapshot = open_store(settings_or_exit()).snapshot(thread_id)
+    if not snapshot.meta and not snapshot.messages and not snapshot.inbox:
+        raise click.ClickException(f"no thread {thread_id}")
+    click.echo(json.dumps(snapshot.messages, indent=2, ensure_ascii=False))
+    if meta:
+        click.echo(json.dumps(snapshot.meta | {"pending": len(snapshot.inbox)}, indent=2), err=True)
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Print each rendered message.")
+def outbox(full: bool) -> None:
+    """List the replies delivered to the outbox transport."""
+    from triage.state import read_outbox
+
+    for entry in read_outbox(settings_or_exit()):
+        click.echo(
+            f"{entry['id']}  to={entry['to']}  thread={entry['thread_id']}  {entry['message_id']}"
+        )
+        if full:
+            click.echo(entry["message"])
+
+
+@cli.group()
+def dlq() -> None:
+    """Inspect the dead-letter stream."""
+
+
+@dlq.command("list")
+@click.option("--count", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def dlq_list(count: int, as_json: bool) -> None:
+    """Entries that could not be processed, with their reasons."""
+    from triage.state import open_dead_letters
+
+    for letter in open_dead_letters(settings_or_exit()).list(count):
+        if as_json:
+            click.echo(
+                json.dumps({"id": letter.entry_id, "thread_id": letter.thread_id, **letter.body})
+            )
+        else:
+            error = str(letter.body.get("error", ""))[:120]
+            click.echo(
+                f"{letter.entry_id}  {letter.reason:<18} thread={letter.thread_id or '-'}  {error}"
+            )
+
+
+def _register_emulator() -> None:
+    from emulator.cli import emulator_command
+
+    cli.add_command(emulator_command, name="emulator")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    _register_emulator()
+    return cli.main(args=argv, prog_name="triage")

@@ -1,0 +1,1 @@
+"""Celery worker: thread state in Redis, one Claude call per decision."""

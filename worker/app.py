@@ -1,0 +1,68 @@
+"""The Celery application: `create_app(settings)` for code, and a lazy `app` for the celery CLI.
+
+`celery -A worker.app worker` and `triage worker` both work; the settings are read when the app is
+first asked for, not at import time.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+from worker import tasks
+from worker.celery_config import celery_config
+from worker.contract import QUEUE_REPLIES, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from worker.errors import ConfigError
+from worker.logging import configure_logging
+from worker.runtime import Runtime
+from worker.settings import Settings, load_settings
+
+
+def create_app(settings: Settings) -> Celery:
+    """A configured Celery app with the triage tasks registered on it."""
+    app = Celery("triage", set_as_current=False)
+    app.conf.update(celery_config(settings))
+
+    def publish_reply(reply: ReplyTask) -> None:
+        app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")], queue=QUEUE_REPLIES)
+
+    runtime = Runtime(settings, publish_reply)
+    app.triage_runtime = runtime
+
+    @app.task(name=TASK_DRAIN, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def drain_thread(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+        return tasks.drain_thread(self, runtime, args, kwargs)
+
+    @app.task(name=TASK_SEND_REPLY, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def send_reply(self: Any, *args: Any, **kwargs: Any) -> bool:
+        return tasks.send_reply(self, runtime, args, kwargs)
+
+    def setup_logging(**_: Any) -> None:
+        configure_logging(settings)
+
+    signals.setup_logging.connect(setup_logging, weak=False)
+    return app
+
+
+_app: Celery | None = None
+
+
+def get_app() -> Celery:
+    """The process-wide app, built from the environment on first use."""
+    global _app
+    if _app is None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            print(f"triage: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        _app = create_app(settings)
+    return _app
+
+
+def __getattr__(name: str) -> Celery:
+    if name in ("app", "celery"):
+        return get_app()
+    raise AttributeError(name)

@@ -1,0 +1,136 @@
+"""The one place that calls the Anthropic SDK: one call in, one result or one `TriageError` out.
+
+SDK exceptions are translated here and nowhere else. Every call, successful or not, emits exactly
+one `claude.call` log event with its token counts and request id (never the key, never a body).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import structlog
+
+from worker.errors import ConfigError, Permanent, RetryLater
+from worker.settings import Settings
+from worker.usage import Usage
+
+log = structlog.get_logger("worker.claude")
+
+#: Statuses worth another try later; everything else 4xx is permanent.
+TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What the triage step needs from a response."""
+
+    text: str
+    stop_reason: str | None
+    stop_details: dict[str, Any] | None
+    usage: Usage
+    request_id: str | None
+    model: str
+    latency_ms: float
+
+
+def make_client(settings: Settings) -> anthropic.Anthropic:
+    """An SDK client with an explicit timeout and retry budget (the SDK's retries count)."""
+    if settings.anthropic_api_key is None:
+        raise ConfigError(
+            "invalid setting ANTHROPIC_API_KEY: not set (use `triage run` to start the offline "
+            "emulator, or set a key)"
+        )
+    return anthropic.Anthropic(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        timeout=settings.api_timeout_seconds,
+        max_retries=settings.api_max_retries,
+    )
+
+
+def _retry_after(error: anthropic.APIStatusError) -> float | None:
+    headers = error.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def translate(error: anthropic.AnthropicError) -> RetryLater | Permanent:
+    """Map an SDK exception to what the caller must do about it."""
+    if isinstance(error, anthropic.APIConnectionError):
+        return RetryLater(f"Claude API unreachable: {error}", reason="api_connection")
+    if isinstance(error, anthropic.APIStatusError):
+        message = error.api_message or str(error)
+        detail = f"Claude API {error.status_code} {error.type or ''}: {message}".replace("  ", " ")
+        if error.status_code in TRANSIENT_STATUSES or error.status_code >= 500:
+            return RetryLater(
+                detail, reason=f"api_{error.status_code}", retry_after=_retry_after(error)
+            )
+        return Permanent(detail, reason=f"api_{error.status_code}")
+    return Permanent(f"Claude SDK error: {error}", reason="api_error")
+
+
+class ClaudeClient:
+    """Sends one Messages request and logs it; knows nothing about threads or Redis."""
+
+    def __init__(self, client: anthropic.Anthropic) -> None:
+        self._client = client
+
+    def call(self, request: dict[str, Any], prior: Usage) -> CallResult:
+        """One `messages.create`; `prior` is the thread's usage so far, for the log line."""
+        started = time.perf_counter()
+        fields: dict[str, Any] = {"model": request["model"], "turns": len(request["messages"])}
+        try:
+            raw = self._client.messages.with_raw_response.create(**request)
+            message = raw.parse()
+        except anthropic.AnthropicError as exc:
+            error = translate(exc)
+            status = getattr(exc, "status_code", None)
+            log.warning(
+                "claude.call",
+                outcome="error",
+                status=status,
+                error_reason=error.reason,
+                request_id=getattr(exc, "request_id", None),
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                **fields,
+                **Usage().as_dict(),
+                thread_input_tokens=prior.total_input_tokens,
+                thread_output_tokens=prior.output_tokens,
+            )
+            raise error from exc
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        usage = Usage.from_mapping(message.usage.model_dump())
+        total = prior + usage
+        text = "".join(block.text for block in message.content if block.type == "text")
+        stop_details = message.stop_details.model_dump() if message.stop_details else None
+        log.info(
+            "claude.call",
+            outcome="ok",
+            status=raw.http_response.status_code,
+            request_id=message._request_id,
+            stop_reason=message.stop_reason,
+            latency_ms=latency_ms,
+            retries=raw.retries_taken,
+            **fields,
+            **usage.as_dict(),
+            thread_input_tokens=total.total_input_tokens,
+            thread_output_tokens=total.output_tokens,
+        )
+        return CallResult(
+            text=text,
+            stop_reason=message.stop_reason,
+            stop_details=stop_details,
+            usage=usage,
+            request_id=message._request_id,
+            model=message.model,
+            latency_ms=latency_ms,
+        )

@@ -1,0 +1,55 @@
+"""Every Redis key name the project uses, in one place (producers import this too).
+
+All keys share one prefix so a deployment can share a Redis with other apps. Per-thread keys carry
+the thread id; Redis Cluster is not supported (commits touch a thread's keys and global streams).
+"""
+
+from __future__ import annotations
+
+PREFIX = "triage"
+
+#: Stream of classification / escalation events for downstream systems.
+EVENTS = f"{PREFIX}:events"
+#: Stream of rendered outbound replies (the `outbox` reply transport).
+OUTBOX = f"{PREFIX}:outbox"
+#: Dead-letter stream: work that could not be completed, with the reason and enough to replay.
+DEAD_LETTERS = f"{PREFIX}:dlq"
+#: Hash reply_id -> reply task JSON, for replies decided but not yet sent.
+REPLIES_PENDING = f"{PREFIX}:replies:pending"
+#: Sorted set thread_id -> last update (unix seconds), for listing threads.
+THREADS = f"{PREFIX}:threads"
+
+
+def thread_meta(thread_id: str) -> str:
+    """Hash: version, status, clarifications, usage counters, subject, customer, references."""
+    return f"{PREFIX}:thread:{thread_id}"
+
+
+def thread_messages(thread_id: str) -> str:
+    """List of JSON turns: the Claude `messages` array exactly as resent."""
+    return f"{PREFIX}:thread:{thread_id}:messages"
+
+
+def thread_applied(thread_id: str) -> str:
+    """Set of email ids already applied to the thread (idempotency)."""
+    return f"{PREFIX}:thread:{thread_id}:applied"
+
+
+def thread_inbox(thread_id: str) -> str:
+    """List of pending email payloads (JSON) waiting for the thread's drainer."""
+    return f"{PREFIX}:thread:{thread_id}:inbox"
+
+
+def thread_scheduled(thread_id: str) -> str:
+    """Flag set while a drain task for the thread is queued or running (SET NX)."""
+    return f"{PREFIX}:thread:{thread_id}:scheduled"
+
+
+def message_index(message_id: str) -> str:
+    """Message-ID -> thread id, for In-Reply-To / References threading and dedupe."""
+    return f"{PREFIX}:msgid:{message_id}"
+
+
+def reply_sent(reply_id: str) -> str:
+    """Sent-record of one outbound reply: checked before sending (exactly once)."""
+    return f"{PREFIX}:reply:{reply_id}:sent"

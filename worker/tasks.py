@@ -1,0 +1,139 @@
+"""Task bodies, kept thin: validate the payload, bind log context, call the core, map errors.
+
+Every failure ends in one of three places: done, retried with backoff (`RetryLater`, Redis or
+unexpected errors, bounded by `TRIAGE_TASK_MAX_ATTEMPTS`), or the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import redis
+import structlog
+from pydantic import ValidationError
+
+from worker.backoff import compute_backoff
+from worker.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from worker.errors import InvalidPayload, Permanent, RetryLater
+from worker.replies import render_reply
+from worker.runtime import Runtime
+
+log = structlog.get_logger("worker.tasks")
+
+THREAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+
+
+def thread_id_from(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The drain task's one argument, checked: a malformed task is dead-lettered."""
+    values = list(args) + list(kwargs.values())
+    if len(values) != 1 or set(kwargs) - {"thread_id"}:
+        raise InvalidPayload(f"{TASK_DRAIN} takes exactly one argument thread_id, got {values!r}")
+    thread_id = values[0]
+    if not isinstance(thread_id, str) or not THREAD_ID.match(thread_id):
+        raise InvalidPayload(f"{TASK_DRAIN}: invalid thread_id {thread_id!r}")
+    return thread_id
+
+
+def reply_from(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReplyTask:
+    values = list(args) + list(kwargs.values())
+    if len(values) != 1:
+        raise InvalidPayload(f"{TASK_SEND_REPLY} takes exactly one argument reply, got {values!r}")
+    try:
+        return ReplyTask.model_validate(values[0])
+    except ValidationError as exc:
+        raise InvalidPayload(f"{TASK_SEND_REPLY}: {exc}") from None
+
+
+def retry_or_give_up(
+    task: Any, runtime: Runtime, exc: Exception, give_up: Callable[[str, str, int], object]
+) -> None:
+    """Raise Celery's Retry with a backoff countdown, or `give_up` once attempts are spent."""
+    settings = runtime.settings
+    attempt = int(task.request.retries) + 1
+    reason = exc.reason if isinstance(exc, RetryLater) else type(exc).__name__
+    if attempt >= settings.task_max_attempts:
+        log.error("task.gave_up", attempts=attempt, reason=reason, error=str(exc))
+        give_up(reason, str(exc), attempt)
+        return
+    countdown = compute_backoff(
+        attempt,
+        base=settings.retry_backoff_seconds,
+        cap=settings.retry_backoff_max_seconds,
+        retry_after=exc.retry_after if isinstance(exc, RetryLater) else None,
+    )
+    log.warning(
+        "task.retry",
+        attempt=attempt,
+        reason=reason,
+        countdown_s=round(countdown, 2),
+        error=str(exc),
+    )
+    raise task.retry(countdown=countdown, exc=exc)
+
+
+def drain_thread(
+    task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[str]:
+    with structlog.contextvars.bound_contextvars(task_id=task.request.id, task=TASK_DRAIN):
+        try:
+            thread_id = thread_id_from(args, kwargs)
+        except InvalidPayload as exc:
+            log.error("task.invalid_payload", error=str(exc))
+            runtime.resources.dead_letters.add(
+                exc.reason,
+                str(exc),
+                {"task": TASK_DRAIN, "args": repr(args), "kwargs": repr(kwargs)},
+            )
+            return []
+        structlog.contextvars.bind_contextvars(thread_id=thread_id)
+        try:
+            resources = runtime.resources
+            resources.store.touch_schedule(thread_id, runtime.settings.visibility_timeout_seconds)
+            return resources.triage.drain(thread_id)
+        except (RetryLater, redis.RedisError, OSError) as exc:
+            retry_or_give_up(
+                task,
+                runtime,
+                exc,
+                partial(runtime.resources.triage.dead_letter_pending, thread_id),
+            )
+            return ["dead_lettered"]
+        finally:
+            structlog.contextvars.unbind_contextvars("email_ids")
+
+
+def send_reply(task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    with structlog.contextvars.bound_contextvars(task_id=task.request.id, task=TASK_SEND_REPLY):
+        try:
+            reply = reply_from(args, kwargs)
+        except InvalidPayload as exc:
+            log.error("task.invalid_payload", error=str(exc))
+            runtime.resources.dead_letters.add(
+                exc.reason, str(exc), {"task": TASK_SEND_REPLY, "args": repr(args)}
+            )
+            return False
+        structlog.contextvars.bind_contextvars(thread_id=reply.thread_id, reply_id=reply.reply_id)
+        try:
+            message = render_reply(reply, runtime.settings)
+            return runtime.resources.outbox.deliver(reply, message)
+        except Permanent as exc:
+            runtime.resources.dead_letters.add(
+                exc.reason, str(exc), reply.model_dump(mode="json"), thread_id=reply.thread_id
+            )
+            return False
+        except (RetryLater, redis.RedisError, OSError) as exc:
+
+            def give_up(reason: str, error: str, attempts: int) -> None:
+                runtime.resources.dead_letters.add(
+                    reason,
+                    error,
+                    reply.model_dump(mode="json"),
+                    thread_id=reply.thread_id,
+                    attempts=attempts,
+                )
+
+            retry_or_give_up(task, runtime, exc, give_up)
+            return False

@@ -1,0 +1,305 @@
+"""The triage step: drain a thread's inbox into one user turn, ask Claude once, commit atomically.
+
+This is the core the Celery task wraps. It owns the decision flow (stop reasons, the truncation
+retry, clarify / classify / escalate) and builds one `Commit`; `ThreadStore` makes it atomic and
+fenced, so a redelivered task or a second drainer can only ever redo work, never double it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from worker.claude import CallResult, ClaudeClient
+from worker.contract import EmailPayload, ReplyTask
+from worker.conversation import Turn, assistant_turn, check_alternation, user_turn
+from worker.decision import Decision, parse_decision
+from worker.errors import Permanent, RetryLater, Truncated
+from worker.mailthread import references_chain, reply_message_id, reply_subject
+from worker.prompt import build_request, load_template
+from worker.settings import Settings
+from worker.store import Commit, Snapshot, ThreadStore
+from worker.usage import Usage
+
+log = structlog.get_logger("worker.triage")
+
+STATUS_AWAITING = "awaiting_customer"
+STATUS_CLASSIFIED = "classified"
+STATUS_ESCALATED = "escalated"
+TRUNCATED_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
+MAX_ROUNDS = 25
+MAX_TOKENS_CEILING = 64_000
+
+
+@dataclass
+class Pending:
+    """The inbox split into emails to decide on and entries to dead-letter."""
+
+    emails: list[EmailPayload] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Claude's reply to one thread state: a decision, or a refusal (decision None)."""
+
+    result: CallResult
+    decision: Decision | None
+    spent: Usage
+    calls: int
+
+
+def dead_letter(reason: str, error: str, payload: Any, attempts: int = 1) -> dict[str, Any]:
+    """A dead-letter entry: why, and enough of the work to replay it."""
+    return {
+        "reason": reason,
+        "error": error,
+        "attempts": attempts,
+        "payload": payload,
+        "at": round(time.time(), 3),
+    }
+
+
+def partition(snapshot: Snapshot) -> Pending:
+    """Valid new emails (oldest first), malformed entries, and already-applied duplicates."""
+    pending = Pending()
+    seen: set[str] = set()
+    for item in snapshot.inbox:
+        if item.applied:
+            pending.duplicates += 1
+            continue
+        try:
+            email = EmailPayload.model_validate_json(item.raw)
+        except ValidationError as exc:
+            error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            pending.dead_letters.append(dead_letter("invalid_payload", error, item.raw))
+            continue
+        if email.message_id in seen:
+            pending.duplicates += 1
+            continue
+        seen.add(email.message_id)
+        pending.emails.append(email)
+    return pending
+
+
+class Triage:
+    """Decides for one thread at a time; `publish_reply` hands clarifications to the reply task."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ThreadStore,
+        claude: ClaudeClient,
+        publish_reply: Callable[[ReplyTask], None],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._claude = claude
+        self._publish_reply = publish_reply
+        self._template = load_template(settings)
+
+    def drain(self, thread_id: str) -> list[str]:
+        """Process everything pending for the thread; returns one outcome per commit."""
+        outcomes: list[str] = []
+        for _ in range(MAX_ROUNDS):
+            snapshot = self._store.snapshot(thread_id)
+            if not snapshot.inbox:
+                if self._store.release(thread_id):
+                    return outcomes
+                continue
+            outcome = self._step(snapshot)
+            if outcome:
+                outcomes.append(outcome)
+        raise RetryLater(f"thread {thread_id} kept changing for {MAX_ROUNDS} rounds", reason="busy")
+
+    def dead_letter_pending(self, thread_id: str, reason: str, error: str, attempts: int) -> int:
+        """Move everything pending to the dead-letter stream (the retry budget is spent)."""
+        for _ in range(MAX_ROUNDS):
+            snapshot = self._store.snapshot(thread_id)
+            if not snapshot.inbox:
+                self._store.release(thread_id)
+                return 0
+            pending = partition(snapshot)
+            letters = pending.dead_letters + [
+                dead_letter(reason, error, email.model_dump(mode="json"), attempts)
+                for email in pending.emails
+            ]
+            change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
+            if self._store.commit(thread_id, change).ok:
+                log.error("triage.dead_lettered", reason=reason, count=len(letters), error=error)
+                return len(letters)
+        raise RetryLater(f"thread {thread_id} kept changing while dead-lettering", reason="busy")
+
+    def _step(self, snapshot: Snapshot) -> str | None:
+        pending = partition(snapshot)
+        if pending.duplicates:
+            log.info("triage.duplicate_email", count=pending.duplicates)
+        if pending.dead_letters:
+            log.error("triage.invalid_payload", count=len(pending.dead_letters))
+        if not pending.emails:
+            change = Commit(
+                snapshot.version, len(snapshot.inbox), dead_letters=pending.dead_letters
+            )
+            self._store.commit(snapshot.thread_id, change)
+            return None
+        structlog.contextvars.bind_contextvars(email_ids=[e.message_id for e in pending.emails])
+        turn = user_turn(pending.emails, self._settings.max_turn_chars)
+        messages = [*snapshot.messages, turn]
+        may_clarify = snapshot.clarifications < self._settings.max_clarifications
+        try:
+            check_alternation(messages[:-1])
+            answer = self._ask(messages, may_clarify, snapshot.usage)
+        except (Permanent, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, Permanent) else "corrupt_thread"
+            letters = pending.dead_letters + [
+                dead_letter(reason, str(exc), email.model_dump(mode="json"))
+                for email in pending.emails
+            ]
+            change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
+            if self._store.commit(snapshot.thread_id, change).ok:
+                log.error("triage.dead_lettered", reason=reason, error=str(exc), count=len(letters))
+                return f"dead_lettered:{reason}"
+            return None
+        change = self._decision_commit(snapshot, pending, turn, answer)
+        result = self._store.commit(snapshot.thread_id, change)
+        if not result.ok:
+            log.warning("triage.commit_rejected", status=result.status, version=snapshot.version)
+            return None
+        outcome = self._log_outcome(answer, result.version)
+        if change.reply is not None:
+            self._publish_reply(ReplyTask.model_validate(change.reply))
+        return outcome
+
+    def _ask(self, messages: list[Turn], may_clarify: bool, prior: Usage) -> Answer:
+        """One call; a truncated reply is never used: one retry with twice the budget, then fail."""
+        budget = self._settings.max_tokens
+        spent = Usage()
+        for calls in (1, 2):
+            request = build_request(self._settings, self._template, messages, may_clarify, budget)
+            result = self._claude.call(request, prior + spent)
+            spent = spent + result.usage
+            if result.stop_reason == "end_turn":
+                decision = parse_decision(
+                    result.text,
+                    self._settings.category_names,
+                    may_clarify,
+                    self._settings.max_question_chars,
+                )
+                return Answer(result, decision, spent, calls)
+            if result.stop_reason == "refusal":
+                return Answer(result, None, spent, calls)
+            if result.stop_reason not in TRUNCATED_STOPS:
+                raise Permanent(
+                    f"unexpected stop_reason {result.stop_reason!r}", reason="unexpected_stop"
+                )
+            log.warning("triage.truncated", stop_reason=result.stop_reason, max_tokens=budget)
+            budget = min(budget * 2, MAX_TOKENS_CEILING)
+        raise Truncated(f"reply truncated twice (stop_reason {result.stop_reason!r})")
+
+    def _decision_commit(
+        self, snapshot: Snapshot, pending: Pending, turn: Turn, answer: Answer
+    ) -> Commit:
+        emails = pending.emails
+        latest = emails[-1]
+        email_ids = [email.message_id for email in emails]
+        chain = references_chain(snapshot.references, email_ids)
+        change = Commit(
+            expected_version=snapshot.version,
+            consumed=len(snapshot.inbox),
+            email_ids=email_ids,
+            usage=answer.spent,
+            calls=answer.calls,
+            dead_letters=pending.dead_letters,
+            meta={
+                "subject": snapshot.meta.get("subject") or emails[0].subject,
+                "customer": latest.recipient,
+            },
+        )
+        decision = answer.decision
+        total = snapshot.usage + answer.spent
+        event_base = {
+            "thread_id": snapshot.thread_id,
+            "email_ids": email_ids,
+            "model": answer.result.model,
+            "request_id": answer.result.request_id,
+            "usage": answer.spent.as_dict(),
+            "thread_usage": total.as_dict(),
+            "clarifications": snapshot.clarifications,
+            "first_received_at": min(email.received_at for email in emails),
+            "decided_at": round(time.time(), 3),
+        }
+        if decision is None:
+            details = answer.result.stop_details or {}
+            change.meta |= {"status": STATUS_ESCALATED, "references": json.dumps(chain)}
+            change.event = event_base | {
+                "type": "escalated",
+                "category": None,
+                "refusal_category": details.get("category"),
+                "explanation": details.get("explanation"),
+                "turns": len(snapshot.messages),
+            }
+            return change
+        change.turns = [turn, assistant_turn(answer.result.text)]
+        turns = len(snapshot.messages) + 2
+        if decision.is_clarify:
+            version = snapshot.version + 1
+            message_id = reply_message_id(
+                snapshot.thread_id, version, self._settings.support_address
+            )
+            reply = ReplyTask(
+                reply_id=f"{snapshot.thread_id}.{version}",
+                thread_id=snapshot.thread_id,
+                message_id=message_id,
+                to=latest.recipient,
+                subject=reply_subject(snapshot.meta.get("subject") or emails[0].subject),
+                question=decision.question,
+                in_reply_to=latest.message_id,
+                references=chain,
+                email_ids=email_ids,
+            )
+            change.reply = reply.model_dump(mode="json")
+            change.reply_id = reply.reply_id
+            change.reply_message_id = message_id
+            change.meta |= {
+                "status": STATUS_AWAITING,
+                "clarifications": snapshot.clarifications + 1,
+                "references": json.dumps([*chain, message_id]),
+            }
+            return change
+        change.meta |= {
+            "status": STATUS_CLASSIFIED,
+            "category": decision.category,
+            "references": json.dumps(chain),
+        }
+        change.event = event_base | {
+            "type": "classified",
+            "category": decision.category,
+            "confidence": decision.confidence,
+            "reason": decision.reason,
+            "turns": turns,
+        }
+        return change
+
+    def _log_outcome(self, answer: Answer, version: int) -> str:
+        decision = answer.decision
+        if decision is None:
+            details = answer.result.stop_details or {}
+            log.warning(
+                "triage.escalated", refusal_category=details.get("category"), version=version
+            )
+            return "escalated"
+        log.info(
+            "triage.decision",
+            action=decision.action,
+            category=None if decision.is_clarify else decision.category,
+            confidence=decision.confidence,
+            version=version,
+        )
+        return "clarified" if decision.is_clarify else f"classified:{decision.category}"
