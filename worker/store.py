@@ -39,39 +39,40 @@ return {meta, msgs, inbox, applied}
 """
 
 COMMIT_LUA = """
+-- Decode and check everything before the first write: Redis does not roll back a script that
+-- fails half-way, so no error may be possible once writing has started.
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if version ~= tonumber(ARGV[1]) then return {'stale', version, 0} end
 local ids = cjson.decode(ARGV[3])
 for _, id in ipairs(ids) do
   if redis.call('SISMEMBER', KEYS[3], id) == 1 then return {'duplicate', version, 0} end
 end
+local consumed = tonumber(ARGV[2])
+local turns = cjson.decode(ARGV[4])
+local meta = cjson.decode(ARGV[5])
+local usage = cjson.decode(ARGV[6])
+local letters = cjson.decode(ARGV[14])
 local ttl = tonumber(ARGV[11])
 local now = ARGV[12]
-local turns = cjson.decode(ARGV[4])
+
 for _, turn in ipairs(turns) do redis.call('RPUSH', KEYS[2], turn) end
 for _, id in ipairs(ids) do redis.call('SADD', KEYS[3], id) end
-local consumed = tonumber(ARGV[2])
 if consumed > 0 then redis.call('LTRIM', KEYS[4], consumed, -1) end
 version = version + 1
 redis.call('HSET', KEYS[1], 'version', version, 'updated_at', now)
 redis.call('HSETNX', KEYS[1], 'created_at', now)
-local meta = cjson.decode(ARGV[5])
 for name, value in pairs(meta) do redis.call('HSET', KEYS[1], name, value) end
-local usage = cjson.decode(ARGV[6])
 for name, value in pairs(usage) do redis.call('HINCRBY', KEYS[1], name, value) end
 if ARGV[7] ~= '' then
-  local event = cjson.decode(ARGV[7])
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[13], '*',
-    'type', event['type'], 'thread_id', ARGV[10], 'category', event['category'] or '',
-    'payload', ARGV[7])
+    'type', ARGV[15], 'thread_id', ARGV[10], 'category', ARGV[16], 'payload', ARGV[7])
 end
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[7], ARGV[9], ARGV[8])
   redis.call('SET', KEYS[9], ARGV[10], 'EX', ttl)
 end
-for _, entry in ipairs(cjson.decode(ARGV[14])) do
-  redis.call('XADD', KEYS[10], '*', 'reason', entry['reason'], 'thread_id', ARGV[10],
-    'payload', cjson.encode(entry))
+for _, letter in ipairs(letters) do
+  redis.call('XADD', KEYS[10], '*', 'reason', letter[1], 'thread_id', ARGV[10], 'payload', letter[2])
 end
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
 redis.call('ZADD', KEYS[8], now, ARGV[10])
@@ -202,7 +203,7 @@ class ThreadStore:
             change.consumed,
             json.dumps(change.email_ids),
             json.dumps([json.dumps(turn) for turn in change.turns]),
-            json.dumps(change.meta),
+            json.dumps({name: str(value) for name, value in change.meta.items()}),
             json.dumps({**change.usage.as_dict(), "calls": change.calls}),
             json.dumps(change.event) if change.event else "",
             json.dumps(change.reply) if change.reply else "",
@@ -211,7 +212,9 @@ class ThreadStore:
             self._ttl,
             f"{time.time():.3f}",
             self._events_maxlen,
-            json.dumps(change.dead_letters),
+            json.dumps([[str(d["reason"]), json.dumps(d)] for d in change.dead_letters]),
+            str((change.event or {}).get("type") or ""),
+            str((change.event or {}).get("category") or ""),
         ]
         status, version, remaining = self._commit(keys=keys_, args=args)
         return CommitResult(_text(status), int(version), int(remaining))

@@ -92,7 +92,9 @@ def drain_thread(
         try:
             resources = runtime.resources
             resources.store.touch_schedule(thread_id, runtime.settings.visibility_timeout_seconds)
-            return resources.triage.drain(thread_id)
+            outcomes = resources.triage.drain(thread_id)
+            log.info("task.done", outcomes=outcomes)
+            return outcomes
         except (RetryLater, redis.RedisError, OSError) as exc:
             retry_or_give_up(
                 task,

@@ -1,0 +1,93 @@
+"""The thread store's atomic commit on real Redis: fencing, idempotency, inbox hand-off."""
+
+from __future__ import annotations
+
+import json
+
+from worker import keys
+from worker.store import Commit, ThreadStore
+from worker.usage import Usage
+
+USER = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+ASSISTANT = {"role": "assistant", "content": [{"type": "text", "text": "{}"}]}
+
+
+def push(r, thread_id: str, message_id: str) -> None:
+    r.rpush(keys.thread_inbox(thread_id), json.dumps({"message_id": message_id}))
+    r.set(keys.thread_scheduled(thread_id), "queued")
+
+
+def test_commit_appends_consumes_and_releases(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    snap = store.snapshot("t1")
+    assert snap.version == 0 and [i.applied for i in snap.inbox] == [False]
+    change = Commit(
+        0,
+        1,
+        email_ids=["<a>"],
+        turns=[USER, ASSISTANT],
+        meta={"status": "classified"},
+        usage=Usage(10, 2, 0, 0),
+        calls=1,
+        event={"type": "classified", "category": "BILLING"},
+    )
+    result = store.commit("t1", change)
+    assert (result.status, result.version, result.remaining) == ("ok", 1, 0)
+    snap = store.snapshot("t1")
+    assert snap.messages == [USER, ASSISTANT] and snap.status == "classified"
+    assert snap.usage == Usage(10, 2, 0, 0) and snap.meta["calls"] == "1"
+    assert r.get(keys.thread_scheduled("t1")) is None
+    assert r.xlen(keys.EVENTS) == 1 and r.ttl(keys.thread_messages("t1")) > 0
+
+
+def test_stale_commit_is_rejected_and_changes_nothing(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    assert store.commit("t1", Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])).ok
+    push(r, "t1", "<b>")
+    stale = store.commit("t1", Commit(0, 1, email_ids=["<b>"], turns=[USER, ASSISTANT]))
+    assert (stale.status, stale.version) == ("stale", 1)
+    assert len(store.snapshot("t1").messages) == 2 and r.llen(keys.thread_inbox("t1")) == 1
+
+
+def test_an_applied_email_cannot_be_applied_again(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    assert store.commit("t1", Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])).ok
+    push(r, "t1", "<a>")
+    snap = store.snapshot("t1")
+    assert [i.applied for i in snap.inbox] == [True]
+    again = store.commit("t1", Commit(1, 1, email_ids=["<a>"], turns=[USER, ASSISTANT]))
+    assert again.status == "duplicate" and len(store.snapshot("t1").messages) == 2
+
+
+def test_flag_stays_while_more_email_waits(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    push(r, "t1", "<b>")
+    result = store.commit("t1", Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT]))
+    assert result.remaining == 1 and r.get(keys.thread_scheduled("t1")) is not None
+    assert store.release("t1") is False
+    r.delete(keys.thread_inbox("t1"))
+    assert store.release("t1") is True and r.get(keys.thread_scheduled("t1")) is None
+
+
+def test_dead_letters_and_pending_reply_are_part_of_the_commit(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    change = Commit(
+        0,
+        1,
+        email_ids=["<a>"],
+        turns=[USER, ASSISTANT],
+        reply={"reply_id": "t1.1"},
+        reply_id="t1.1",
+        reply_message_id="<triage.t1.1@example.com>",
+        dead_letters=[{"reason": "invalid_payload", "error": "bad", "payload": "x"}],
+    )
+    assert store.commit("t1", change).ok
+    assert json.loads(r.hget(keys.REPLIES_PENDING, "t1.1")) == {"reply_id": "t1.1"}
+    assert r.get(keys.message_index("<triage.t1.1@example.com>")) == b"t1"
+    [(_, fields)] = r.xrange(keys.DEAD_LETTERS)
+    assert fields[b"reason"] == b"invalid_payload" and fields[b"thread_id"] == b"t1"

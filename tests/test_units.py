@@ -1,0 +1,227 @@
+"""Pure functions: parametrised tables, no Redis, no HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from mail import SEED_FIRST, make_email
+
+from producers.parse import EmailParseError, parse_email, strip_quoted
+from worker.backoff import compute_backoff
+from worker.contract import EmailPayload
+from worker.conversation import bound_text, check_alternation, user_turn
+from worker.decision import InvalidDecision, parse_decision
+from worker.errors import ConfigError, InvalidPayload
+from worker.mailthread import references_chain, reply_message_id, reply_subject
+from worker.prompt import build_request, decision_schema
+from worker.settings import Settings, load_settings
+from worker.tasks import thread_id_from
+
+LABELS = ["BILLING", "SHIPPING", "TECHNICAL", "OTHER"]
+
+
+def email(message_id: str, text: str, subject: str = "") -> EmailPayload:
+    return EmailPayload(
+        message_id=message_id, thread_id="t1", from_addr="a@example.org", subject=subject, text=text
+    )
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Help", "Re: Help"),
+        ("Re: Help", "Re: Help"),
+        ("RE: re: Aw: Help", "Re: Help"),
+        ("Fwd: Re: Invoice", "Re: Invoice"),
+        ("", "Re: your support request"),
+    ],
+)
+def test_reply_subject_never_piles_up(subject, expected):
+    assert reply_subject(subject) == expected
+
+
+def test_reply_message_id_is_deterministic_and_in_our_domain():
+    first = reply_message_id("t1", 3, "Support <help@acme.test>")
+    assert first == reply_message_id("t1", 3, "Support <help@acme.test>")
+    assert first.endswith("@acme.test>") and first != reply_message_id("t1", 4, "help@acme.test")
+
+
+def test_references_chain_dedupes_and_bounds():
+    chain = references_chain(["<a>", "<b>"], ["<b>", "<c>"])
+    assert chain == ["<a>", "<b>", "<c>"]
+    long = references_chain([f"<{i}>" for i in range(50)], ["<new>"])
+    assert len(long) == 20 and long[0] == "<0>" and long[-1] == "<new>"
+
+
+def test_user_turn_merges_emails_in_order_and_bounds_size():
+    turn = user_turn([email("<1>", "first", "Subj"), email("<2>", "x" * 500)], max_chars=300)
+    assert turn["role"] == "user"
+    first, second = (block["text"] for block in turn["content"])
+    assert first == "Subject: Subj\n\nfirst"
+    assert second.startswith("x" * 300) and "truncated: 200 characters omitted" in second
+
+
+def test_bound_text_keeps_short_text():
+    assert bound_text("short", 10) == "short"
+
+
+@pytest.mark.parametrize(
+    "roles",
+    [["assistant"], ["user", "user"], ["user", "assistant", "assistant"]],
+)
+def test_alternation_check_rejects_broken_arrays(roles):
+    with pytest.raises(ValueError, match="turn"):
+        check_alternation([{"role": role, "content": "x"} for role in roles])
+
+
+def test_schema_restricts_labels_and_actions():
+    schema = decision_schema(LABELS, may_clarify=True)
+    assert schema["properties"]["category"]["enum"] == LABELS
+    assert schema["properties"]["action"]["enum"] == ["clarify", "classify"]
+    assert decision_schema(LABELS, may_clarify=False)["properties"]["action"]["enum"] == [
+        "classify"
+    ]
+
+
+def test_request_puts_system_top_level_and_caches_by_default():
+    settings = Settings(_env_file=None)
+    messages = [{"role": "user", "content": [{"type": "text", "text": SEED_FIRST}]}]
+    request = build_request(settings, "Sys {categories}", messages, True, 256)
+    assert request["system"].startswith("Sys - BILLING")
+    assert request["messages"] is messages
+    assert request["cache_control"] == {"type": "ephemeral"}
+    assert not {"temperature", "top_p", "top_k"} & request.keys()
+    no_cache = Settings(_env_file=None, prompt_caching=False)
+    assert "cache_control" not in build_request(no_cache, "S", messages, False, 256)
+
+
+def decision(**fields):
+    base = {"action": "classify", "question": "", "category": "BILLING", "confidence": 0.8}
+    return json.dumps(base | {"reason": "r"} | fields)
+
+
+def test_parse_decision_accepts_and_normalises():
+    parsed = parse_decision(decision(confidence=7), LABELS, True, 100)
+    assert parsed.category == "BILLING" and parsed.confidence == 1.0
+    clarify = parse_decision(decision(action="clarify", question="What  broke?\n"), LABELS, True, 8)
+    assert clarify.is_clarify and clarify.question == "What br…"
+
+
+@pytest.mark.parametrize(
+    ("text", "may_clarify", "message"),
+    [
+        ("{not json", True, "not a valid decision"),
+        (decision(category="SALES"), True, "not one of"),
+        (decision(action="clarify", question="Why?"), False, "no clarification is left"),
+        (decision(action="clarify", question="  "), True, "no question"),
+    ],
+)
+def test_parse_decision_rejects(text, may_clarify, message):
+    with pytest.raises(InvalidDecision, match=message):
+        parse_decision(text, LABELS, may_clarify, 100)
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 8, 30])
+def test_backoff_is_bounded_and_grows(attempt):
+    rng = random.Random(7)
+    delay = compute_backoff(attempt, base=1, cap=60, rng=rng)
+    ceiling = min(60, 2 ** (attempt - 1))
+    assert ceiling / 2 <= delay <= ceiling
+
+
+def test_backoff_honours_retry_after_within_cap():
+    assert compute_backoff(1, base=1, cap=60, retry_after=30) == 30
+    assert compute_backoff(1, base=1, cap=60, retry_after=300) == 60
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), ((1,), {}), (("a", "b"), {}), (("bad id!",), {}), ((), {"other": "x"})],
+)
+def test_drain_task_arguments_are_checked(args, kwargs):
+    with pytest.raises(InvalidPayload):
+        thread_id_from(args, kwargs)
+
+
+def test_drain_task_argument_ok():
+    assert thread_id_from(("t0123",), {}) == "t0123"
+    assert thread_id_from((), {"thread_id": "t9"}) == "t9"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRIAGE_MAX_TOKENS": "lots"}, "TRIAGE_MAX_TOKENS"),
+        ({"TRIAGE_MAX_CLARIFICATIONS": "-1"}, "TRIAGE_MAX_CLARIFICATIONS"),
+        ({"TRIAGE_CATEGORIES": "billing,billing"}, "TRIAGE_CATEGORIES"),
+        ({"TRIAGE_CATEGORIES": "[{"}, "TRIAGE_CATEGORIES"),
+        ({"TRIAGE_SYSTEM_PROMPT_FILE": "/no/such/file"}, "TRIAGE_SYSTEM_PROMPT_FILE"),
+        ({"TRIAGE_VISIBILITY_TIMEOUT_SECONDS": "100"}, "TRIAGE_VISIBILITY_TIMEOUT_SECONDS"),
+        ({"TRIAGE_LOG_FORMAT": "xml"}, "TRIAGE_LOG_FORMAT"),
+    ],
+)
+def test_bad_setting_names_the_variable(monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_env_file=None)
+
+
+def test_categories_from_names_or_json(monkeypatch):
+    monkeypatch.setenv("TRIAGE_CATEGORIES", "refunds, Other")
+    assert load_settings(_env_file=None).category_names == ["REFUNDS", "OTHER"]
+    monkeypatch.setenv("TRIAGE_CATEGORIES", '[{"name": "sales", "description": "buying"}]')
+    assert load_settings(_env_file=None).categories[0].description == "buying"
+
+
+def test_api_key_is_secret(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-very-secret")
+    settings = load_settings(_env_file=None)
+    assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in str(settings)
+
+
+def test_parse_email_prefers_plain_and_strips_quotes():
+    raw = make_email(
+        "<p1@example.org>",
+        "Thanks!\n\nOn Mon, 1 Jan 2026, Support wrote:\n> old question\n",
+        subject="=?utf-8?q?Caf=C3=A9?= order",
+        in_reply_to="<ours@example.com>",
+        references=["<root@example.org>", "<ours@example.com>"],
+    )
+    parsed = parse_email(raw)
+    assert parsed.text == "Thanks!"
+    assert parsed.subject == "Café order"
+    assert parsed.in_reply_to == "<ours@example.com>"
+    assert parsed.references == ["<root@example.org>", "<ours@example.com>"]
+
+
+def test_parse_email_html_only_and_missing_message_id():
+    raw = make_email(None, "<p>Hello <b>there</b></p><script>x()</script>", html=True)
+    parsed = parse_email(raw)
+    assert parsed.text == "Hello there"
+    assert parsed.message_id.startswith("<synthetic.")
+    assert parse_email(raw).message_id == parsed.message_id
+
+
+def test_parse_email_survives_a_wrong_charset():
+    raw = (
+        b"From: a@example.org\r\nSubject: x\r\nMessage-ID: <c1@x>\r\n"
+        b"Content-Type: text/plain; charset=no-such-charset\r\n\r\ncaf\xe9 invoice\r\n"
+    )
+    assert "invoice" in parse_email(raw).text
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(b"", "empty"), (b"Subject: hi\r\n\r\nbody\r\n", "no_sender")],
+)
+def test_parse_email_rejects(raw, reason):
+    with pytest.raises(EmailParseError) as info:
+        parse_email(raw)
+    assert info.value.reason == reason
+
+
+def test_strip_quoted_keeps_text_before_signature():
+    assert strip_quoted("Hello\n> quoted\nmore\n-- \nSig") == "Hello\nmore"
