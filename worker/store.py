@@ -72,7 +72,8 @@ if ARGV[8] ~= '' then
   redis.call('SET', KEYS[9], ARGV[10], 'EX', ttl)
 end
 for _, letter in ipairs(letters) do
-  redis.call('XADD', KEYS[10], '*', 'reason', letter[1], 'thread_id', ARGV[10], 'payload', letter[2])
+  redis.call('XADD', KEYS[10], '*',
+    'reason', letter[1], 'thread_id', ARGV[10], 'payload', letter[2])
 end
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
 redis.call('ZADD', KEYS[8], now, ARGV[10])
