@@ -47,7 +47,8 @@ def run(exit_when_drained: bool, timeout: float) -> None:
     from triage.run import run as run_stack
 
     settings = settings_or_exit()
-    configure_cli_logging(settings)
+    # The worker's lines are relayed by `run`; in this process only problems are worth showing.
+    configure_cli_logging(settings.model_copy(update={"log_level": "WARNING"}))
     run_stack(exit_when_drained, timeout)
 
 
@@ -58,7 +59,10 @@ def worker(celery_args: tuple[str, ...]) -> None:
     from worker.app import create_app
 
     settings = settings_or_exit()
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     argv = ["worker", "-Q", "triage,replies", "--loglevel", settings.log_level, *celery_args]
     app.worker_main(argv)
 

@@ -146,9 +146,12 @@ def start_worker(
     pool: str | None = None,
     name: str = "triage",
     stdout: IO[Any] | int | None = None,
+    quiet: bool = False,
 ) -> Process:
     """`celery -A worker.app worker` in a subprocess, consuming both queues."""
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "triage,replies"]
+    command = [sys.executable, "-m", "celery", "-A", "worker.app"]
+    command += ["--quiet"] if quiet else []
+    command += ["worker", "-Q", "triage,replies"]
     command += [
         "-n",
         f"{name}-{os.getpid()}-{free_port()}@%h",

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from importlib import resources
@@ -86,11 +87,13 @@ def prepare_environment(settings: Settings, processes: list[Process]) -> dict[st
         click.echo(f"  private Redis at {url} (nothing is kept after exit)", err=True)
     if settings.anthropic_api_key is None:
         click.echo("No ANTHROPIC_API_KEY: starting the offline emulator…", err=True)
-        url, process = start_emulator()
+        log_path = Path(tempfile.gettempdir()) / f"triage-emulator-{os.getpid()}.log"
+        with log_path.open("ab") as log_file:
+            url, process = start_emulator(stdout=log_file)
         processes.append(process)
         env["ANTHROPIC_API_KEY"] = EMULATOR_KEY
         env["ANTHROPIC_BASE_URL"] = url
-        click.echo(f"  emulator at {url}", err=True)
+        click.echo(f"  emulator at {url} (request log: {log_path})", err=True)
     else:
         click.echo(f"Using the Claude API with model {settings.model}.", err=True)
     env["TRIAGE_LOG_FORMAT"] = "json"
@@ -137,7 +140,7 @@ def run(exit_when_drained: bool, timeout: float) -> None:
         env = prepare_environment(settings, processes)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("TRIAGE_", "ANTHROPIC_"))})
         settings = load_settings()
-        worker = start_worker(env, stdout=subprocess.PIPE)
+        worker = start_worker(env, stdout=subprocess.PIPE, quiet=True)
         processes.append(worker)
         relay = LogRelay(worker.popen.stdout)
         relay.start()

@@ -21,7 +21,15 @@ from worker.settings import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Celery:
-    """A configured Celery app with the triage tasks registered on it."""
+    """A configured Celery app with the triage tasks registered on it.
+
+    Fails at once (ConfigError) without an API key, rather than on the first email.
+    """
+    if settings.anthropic_api_key is None:
+        raise ConfigError(
+            "invalid setting ANTHROPIC_API_KEY: not set (use `triage run` to start the offline "
+            "emulator, or set a key)"
+        )
     app = Celery("triage", set_as_current=False)
     app.conf.update(celery_config(settings))
 
@@ -54,11 +62,10 @@ def get_app() -> Celery:
     global _app
     if _app is None:
         try:
-            settings = load_settings()
+            _app = create_app(load_settings())
         except ConfigError as exc:
             print(f"triage: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        _app = create_app(settings)
     return _app
 
 

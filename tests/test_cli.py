@@ -1,0 +1,99 @@
+"""The `triage` command as a user runs it: subprocesses, real services, readable errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import TEST_KEY, base_env
+from mail import make_email
+
+from triage.localstack import free_port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "ANTHROPIC_"))}
+    env.update(extra)
+    return env
+
+
+def triage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "triage", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_bad_setting_fails_with_one_clear_message(tmp_path):
+    eml = tmp_path / "a.eml"
+    eml.write_bytes(make_email("<cli-1@example.org>", "hello"))
+    result = triage("enqueue", str(eml), env=clean_env(TRIAGE_MAX_TOKENS="lots"))
+    assert result.returncode != 0
+    assert "invalid setting TRIAGE_MAX_TOKENS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plain_celery_worker_reports_a_bad_setting():
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker"],
+        env=clean_env(TRIAGE_MAX_CLARIFICATIONS="many"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid setting TRIAGE_MAX_CLARIFICATIONS" in result.stderr
+
+
+def test_worker_refuses_to_start_without_a_key():
+    result = triage("worker", env=clean_env(), timeout=60)
+    assert result.returncode != 0
+    assert "ANTHROPIC_API_KEY" in result.stderr
+
+
+def test_enqueue_and_thread_show(r, state_url, broker_url, emulator, worker, tmp_path):
+    env = base_env(state_url, broker_url, emulator.base_url)
+    good = tmp_path / "good.eml"
+    good.write_bytes(make_email("<cli-2@example.org>", "My parcel never arrived."))
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(b"Subject: no sender\r\n\r\nbody\r\n")
+    result = triage("enqueue", str(good), str(bad), str(good), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "1 enqueued, 1 duplicate, 1 rejected" in result.stdout
+    assert "no_sender" in result.stderr
+    thread_id = result.stdout.split("-> thread ")[1].split()[0]
+    missing = triage("thread", "show", "t-no-such-thread", env=env)
+    assert missing.returncode == 1 and "no thread" in missing.stderr
+    shown = triage("thread", "show", thread_id, env=env)
+    assert shown.returncode == 0 and '"role": "user"' in shown.stdout
+    assert TEST_KEY not in shown.stdout + shown.stderr + result.stdout + result.stderr
+    letters = triage("dlq", "list", env=env)
+    assert "no_sender" in letters.stdout
+
+
+def test_run_command_from_nothing_plays_the_seed_conversation(tmp_path):
+    """No Redis at the configured URL and no API key: `triage run` starts both itself."""
+    env = clean_env(
+        TRIAGE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        TRIAGE_RUN_EXIT_WHEN_DRAINED="1",
+        TRIAGE_WORKER_CONCURRENCY="8",
+        HOME=str(tmp_path),
+    )
+    result = triage("run", env=env, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "starting a private one" in output
+    assert "starting the offline emulator" in output
+    assert "All 4 sample threads decided." in output
+    assert output.count("status=classified") == 4
+    assert "category=BILLING" in output and "category=SHIPPING" in output
+    assert "category=TECHNICAL" in output
+    assert "clarifications=1" in output
+    assert "Customer replies to our question <triage." in output
+    assert output.count("stop_reason=end_turn") == 5  # four first turns + the seed's answer
