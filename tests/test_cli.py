@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import TEST_KEY, base_env
+from helpers import TEST_KEY, base_env
 from mail import make_email
 
 from triage.localstack import free_port
@@ -18,7 +18,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def triage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def triage(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "triage", *args],
         env=env,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from celery import Celery
-from conftest import wait_for
+from helpers import wait_for
 from mail import SEED_FIRST, make_email
 from test_seed_conversation import events, outbox, user_texts
 

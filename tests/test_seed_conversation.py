@@ -6,7 +6,7 @@ import json
 from email import message_from_string, policy
 from typing import Any
 
-from conftest import wait_for
+from helpers import wait_for
 from mail import SEED_FIRST, SEED_REPLY, make_email
 
 from producers.submit import thread_id_for

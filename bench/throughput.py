@@ -1,0 +1,113 @@
+"""Emails/s of one worker process against the emulator at a given latency (prints JSON).
+
+    .venv/bin/python bench/throughput.py --emails 2000 --latency-ms 500 --pool threads \
+        --concurrency 16 64 128
+
+Each run: a fresh Redis DB, the emulator in-process, one `celery worker` subprocess, N one-turn
+emails enqueued up front; the clock runs from the first enqueue to the N-th classification event.
+The ceiling is concurrency / latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from emulator.config import EmulatorConfig
+from emulator.server import EmulatorThread
+from producers.enqueue import Enqueuer
+from triage.localstack import redis_reachable, start_redis, start_worker
+from worker import keys
+from worker.settings import Settings
+
+TOPICS = [
+    "I was charged twice for my subscription.",
+    "My parcel never arrived and tracking is stuck.",
+    "The app shows an error when I log in.",
+]
+
+
+def email(i: int) -> bytes:
+    return (
+        f"From: c{i}@example.org\r\nTo: support@example.com\r\nSubject: Case {i}\r\n"
+        f"Message-ID: <bench-{i}-{time.time_ns()}@example.org>\r\n\r\n{TOPICS[i % 3]}\r\n"
+    ).encode()
+
+
+def one_run(base: str, emulator_url: str, n: int, pool: str, concurrency: int) -> dict[str, object]:
+    state, broker = f"{base}/11", f"{base}/12"
+    for url in (state, broker):
+        redis.Redis.from_url(url).flushdb()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "ANTHROPIC_"))}
+    env |= {
+        "TRIAGE_REDIS_URL": state,
+        "TRIAGE_BROKER_URL": broker,
+        "ANTHROPIC_API_KEY": "sk-bench",
+        "ANTHROPIC_BASE_URL": emulator_url,
+        "TRIAGE_LOG_LEVEL": "WARNING",
+        "TRIAGE_LOG_FORMAT": "json",
+    }
+    log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
+    with log.open("ab") as out:
+        worker = start_worker(env, pool=pool, concurrency=concurrency, stdout=out)
+    client = redis.Redis.from_url(state)
+    os.environ.update(env)
+    enqueuer = Enqueuer(Settings(), client)
+    time.sleep(3)  # worker start-up is not part of the measurement
+    started = time.perf_counter()
+    for i in range(n):
+        enqueuer.enqueue_bytes(email(i))
+    enqueued = time.perf_counter() - started
+    while client.xlen(keys.EVENTS) < n:
+        if not worker.alive():
+            raise SystemExit(f"worker died, see {log}")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    worker.stop()
+    return {
+        "pool": pool,
+        "concurrency": concurrency,
+        "emails": n,
+        "seconds": round(elapsed, 2),
+        "enqueue_seconds": round(enqueued, 2),
+        "emails_per_s": round(n / elapsed, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--emails", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=500)
+    parser.add_argument("--pool", default="threads")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 128])
+    args = parser.parse_args()
+    base = os.environ.get("TRIAGE_BENCH_REDIS", "redis://127.0.0.1:6379")
+    private = None
+    if not redis_reachable(base + "/0"):
+        url, private = start_redis()
+        base = url.rsplit("/", 1)[0]
+    emulator = EmulatorThread(EmulatorConfig(latency_ms=args.latency_ms))
+    emulator.start()
+    try:
+        for concurrency in args.concurrency:
+            result = one_run(base, emulator.base_url, args.emails, args.pool, concurrency)
+            result["latency_ms"] = args.latency_ms
+            result["ceiling_per_s"] = round(concurrency / (args.latency_ms / 1000), 1)
+            result["share_of_ceiling"] = round(
+                float(str(result["emails_per_s"])) / float(str(result["ceiling_per_s"])), 3
+            )
+            print(json.dumps(result), flush=True)
+    finally:
+        emulator.stop()
+        if private:
+            private.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Offline Claude Messages-API emulator: a deterministic test and demo double."""
