@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import redis
+import structlog
 
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorThread
@@ -87,6 +89,8 @@ def main() -> None:
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 128])
     args = parser.parse_args()
+    # The in-process emulator logs every request; keep stdout for the JSON results.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     base = os.environ.get("TRIAGE_BENCH_REDIS", "redis://127.0.0.1:6379")
     private = None
     if not redis_reachable(base + "/0"):
