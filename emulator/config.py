@@ -67,6 +67,8 @@ class EmulatorConfig(BaseModel):
     accept_any_model: bool = False
     prefill_models: tuple[str, ...] = DEFAULT_PREFILL_MODELS
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    #: Prompts larger than this are answered 400 "prompt is too long", as the real API does.
+    context_window_tokens: int = Field(default=200_000, ge=1)
 
     def updated(self, **fields: Any) -> EmulatorConfig:
         """Return a re-validated copy with `fields` changed (unknown names are rejected)."""

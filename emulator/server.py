@@ -219,6 +219,10 @@ async def _messages_inner(request: web.Request, holder: dict[str, Any]) -> web.S
     validate_request(body, config)
 
     prompt = count_prompt(body)
+    if prompt.total > config.context_window_tokens:
+        raise invalid(
+            f"prompt is too long: {prompt.total} tokens > {config.context_window_tokens} maximum"
+        )
     admission = state.limiter.admit(prompt.total, config.rpm, config.itpm)
     info.extra_headers.update(admission.headers)
     if not admission.allowed:

@@ -198,3 +198,15 @@ def test_permanent_api_error_is_dead_lettered_with_the_api_message(r, emulator, 
     assert "claude-does-not-exist" in letter.body["error"]
     assert letter.body["payload"]["message_id"] == "<perm-1@example.org>"
     assert r.get(keys.thread_scheduled(res.thread_id)) is None
+
+
+def test_api_400_is_dead_lettered_with_the_api_message(r, emulator, worker, enqueue):
+    emulator.configure(context_window_tokens=600)
+    long_text = "My invoice is wrong. " + "Details follow. " * 200
+    res = enqueue(make_email("<too-long-1@example.org>", long_text))
+    [letter] = wait_for(lambda: dead_letters(r), what="the dead letter")
+    assert letter.reason == "api_400" and letter.thread_id == res.thread_id
+    assert "prompt is too long" in letter.body["error"]
+    assert letter.body["payload"]["message_id"] == "<too-long-1@example.org>"
+    assert len(api_requests(emulator)) == 1  # permanent: not retried
+    assert events(r) == [] and ThreadStore(r, 3600, 1000).snapshot(res.thread_id).messages == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -67,29 +65,6 @@ def worker(celery_args: tuple[str, ...]) -> None:
     app.worker_main(argv)
 
 
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def enqueue(paths: tuple[Path, ...]) -> None:
-    """Parse .eml files (or directories of them) and enqueue them into their threads."""
-    from producers.enqueue import Enqueuer, Rejected, iter_eml_files
-
-    settings = settings_or_exit()
-    configure_cli_logging(settings)
-    enqueuer = Enqueuer(settings)
-    counts = {"enqueued": 0, "duplicate": 0, "rejected": 0}
-    for path in iter_eml_files(list(paths)):
-        result = enqueuer.enqueue_bytes(path.read_bytes(), str(path))
-        if isinstance(result, Rejected):
-            counts["rejected"] += 1
-            click.echo(f"rejected  {path}: {result.reason}: {result.error}", err=True)
-        else:
-            counts[result.status] += 1
-            click.echo(f"{result.status:<9} {path} -> thread {result.thread_id}")
-    click.echo(", ".join(f"{count} {name}" for name, count in counts.items()))
-    if counts["rejected"]:
-        sys.exit(1)
-
-
 @cli.group()
 def thread() -> None:
     """Inspect stored threads."""
@@ -148,12 +123,15 @@ def dlq_list(count: int, as_json: bool) -> None:
             )
 
 
-def _register_emulator() -> None:
+def _register_commands() -> None:
+    """Commands owned by other packages: the emulator and the producers' enqueue."""
     from emulator.cli import emulator_command
+    from producers.cli import enqueue_command
 
     cli.add_command(emulator_command, name="emulator")
+    cli.add_command(enqueue_command, name="enqueue")
 
 
 def main(argv: list[str] | None = None) -> Any:
-    _register_emulator()
+    _register_commands()
     return cli.main(args=argv, prog_name="triage")

@@ -237,3 +237,16 @@ def test_count_tokens_validates_without_max_tokens(client: anthropic.Anthropic) 
             model=MODEL,
             messages=[{"role": "system", "content": "x"}],  # type: ignore[list-item]
         )
+
+
+def test_prompt_over_the_context_window_is_a_400(make_client, emulator):
+    emulator.configure(context_window_tokens=50)
+    client = make_client()
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "word " * 200}],
+        )
+    assert info.value.type == "invalid_request_error"
+    assert "prompt is too long" in str(info.value.api_message)
