@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FaultKind = Literal["rate_limit", "overloaded", "api_error", "reset", "max_tokens", "refusal"]
+FaultKind = Literal[
+    "rate_limit", "overloaded", "api_error", "reset", "max_tokens", "refusal", "obey_injection"
+]
 FAULT_KINDS: tuple[str, ...] = (
     "rate_limit",
     "overloaded",
@@ -19,6 +21,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "reset",
     "max_tokens",
     "refusal",
+    "obey_injection",
 )
 
 DEFAULT_PREFILL_MODELS: tuple[str, ...] = (
@@ -37,6 +40,8 @@ class FaultRule(BaseModel):
 
     `match` restricts the rule to requests whose user text contains that substring
     (case-insensitive), so one conversation can be made to fail while others succeed.
+    `obey_injection` plays a model that fell for a prompt injection: it asks `text` as its
+    clarifying question (whatever that contains), so callers can test what they let through.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,6 +50,7 @@ class FaultRule(BaseModel):
     rate: float = Field(default=1.0, ge=0.0, le=1.0)
     match: str | None = None
     times: int | None = Field(default=None, ge=0)
+    text: str | None = None
 
 
 class EmulatorConfig(BaseModel):

@@ -33,6 +33,7 @@ class Plan:
     occurrence: int
     delay_s: float
     fault: str | None
+    text: str | None = None
 
 
 class FaultPlanner:
@@ -61,8 +62,10 @@ class FaultPlanner:
         delay_ms = config.latency_ms
         if config.jitter_ms > 0:
             delay_ms += _rng(config.seed, digest, occurrence, "jitter").uniform(0, config.jitter_ms)
-        fault = self._pick(config.seed, config.faults, digest, occurrence, user_text)
-        return Plan(occurrence, delay_ms / 1000.0, fault)
+        rule = self._pick(config.seed, config.faults, digest, occurrence, user_text)
+        if rule is None:
+            return Plan(occurrence, delay_ms / 1000.0, None)
+        return Plan(occurrence, delay_ms / 1000.0, rule.kind, rule.text)
 
     def _pick(
         self,
@@ -71,7 +74,7 @@ class FaultPlanner:
         digest: str,
         occurrence: int,
         user_text: str,
-    ) -> str | None:
+    ) -> FaultRule | None:
         lowered = user_text.lower()
         for index, rule in enumerate(rules):
             if rule.match is not None and rule.match.lower() not in lowered:
@@ -84,5 +87,5 @@ class FaultPlanner:
                 if rule.times is not None and fired >= rule.times:
                     continue
                 self._fired[key] = fired + 1
-            return rule.kind
+            return rule
         return None

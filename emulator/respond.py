@@ -8,6 +8,7 @@ faults that replace the response (errors, reset) are the server's business.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from emulator import brain, schema_fill
@@ -19,15 +20,22 @@ REFUSAL_EXPLANATION = (
 )
 
 
-def generate_text(body: dict[str, Any]) -> str:
-    """The full, untruncated answer: schema JSON or plain text."""
+def generate_text(body: dict[str, Any], injected_question: str | None = None) -> str:
+    """The full, untruncated answer: schema JSON or plain text.
+
+    With `injected_question` the "model" obeys a prompt injection and asks exactly that.
+    """
     schema = output_schema(body)
     text = brain.user_text(body.get("messages") or [])
-    if schema is None:
+    hints = schema_fill.analyse(schema) if schema is not None else None
+    if hints is None:
         decision = brain.decide(text)
+    else:
+        decision = brain.decide(text, custom_labels=hints.labels, can_clarify=hints.can_clarify)
+    if injected_question is not None and (hints is None or hints.can_clarify):
+        decision = replace(decision, action="clarify", question=injected_question)
+    if schema is None:
         return decision.question if decision.is_clarify else str(decision.category)
-    hints = schema_fill.analyse(schema)
-    decision = brain.decide(text, custom_labels=hints.labels, can_clarify=hints.can_clarify)
     return json.dumps(schema_fill.fill(schema, decision), ensure_ascii=False)
 
 
@@ -79,6 +87,7 @@ def build_message(
     message_id: str,
     cache_usage: CacheUsage,
     fault: str | None = None,
+    fault_text: str | None = None,
 ) -> dict[str, Any]:
     """The Message JSON for a validated request."""
     max_tokens = int(body["max_tokens"])
@@ -92,7 +101,8 @@ def build_message(
         }
         output_tokens = 1
     else:
-        text = generate_text(body)
+        injected = (fault_text or "") if fault == "obey_injection" else None
+        text = generate_text(body, injected)
         stop_reason = "end_turn"
         output_tokens = max(1, estimate_text(text))
         if fault == "max_tokens":

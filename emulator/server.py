@@ -254,7 +254,7 @@ async def _messages_inner(request: web.Request, holder: dict[str, Any]) -> web.S
         body, state.cache, min_tokens=config.cache_min_tokens, ttl_s=config.cache_ttl_s
     )
     message = respond.build_message(
-        body, message_id=info.message_id, cache_usage=usage, fault=plan.fault
+        body, message_id=info.message_id, cache_usage=usage, fault=plan.fault, fault_text=plan.text
     )
     info.input_tokens = usage.input_tokens
     info.output_tokens = message["usage"]["output_tokens"]

@@ -14,8 +14,10 @@ from worker import keys
 from worker.store import ThreadStore
 
 
-def events(r: Any) -> list[dict[str, Any]]:
-    return [json.loads(f[b"payload"]) for _, f in r.xrange(keys.EVENTS)]
+def events(r: Any, types: tuple[str, ...] = ("classified", "escalated")) -> list[dict[str, Any]]:
+    """Decision events of the given types (clarification events are left out by default)."""
+    found = [json.loads(f[b"payload"]) for _, f in r.xrange(keys.EVENTS)]
+    return [event for event in found if event["type"] in types]
 
 
 def outbox(r: Any) -> list[dict[str, str]]:
@@ -42,6 +44,9 @@ def test_seed_conversation_clarifies_then_classifies_billing(r, emulator, worker
     assert mail["Auto-Submitted"] == "auto-replied"
     assert mail["Message-ID"] == sent[0]["message_id"]
     assert "?" in mail.get_content()
+    [asked] = events(r, ("clarification",))
+    assert asked["thread_id"] == thread_id and asked["question_replaced"] is False
+    assert asked["reply_message_id"] == mail["Message-ID"]
 
     # First request: one user turn, system prompt top-level, never a role.
     [request1] = [q for q in emulator.requests if q["path"] == "/v1/messages"]

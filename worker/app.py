@@ -18,6 +18,7 @@ from worker.errors import ConfigError
 from worker.logging import configure_logging
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings
+from worker.sweeper import Sweeper
 
 
 def create_app(settings: Settings) -> Celery:
@@ -50,7 +51,22 @@ def create_app(settings: Settings) -> Celery:
     def setup_logging(**_: Any) -> None:
         configure_logging(settings)
 
+    sweeper = Sweeper(
+        lambda: runtime.resources.redis,
+        publish_reply,
+        settings.sweep_interval_seconds,
+        settings.reply_stale_seconds,
+    )
+
+    def start_sweeper(**_: Any) -> None:
+        sweeper.start()
+
+    def stop_sweeper(**_: Any) -> None:
+        sweeper.stop()
+
     signals.setup_logging.connect(setup_logging, weak=False)
+    signals.worker_ready.connect(start_sweeper, weak=False)
+    signals.worker_shutdown.connect(stop_sweeper, weak=False)
     return app
 
 

@@ -83,3 +83,4 @@ class ReplyTask(BaseModel):
     in_reply_to: str | None = None
     references: list[str] = Field(default_factory=list)
     email_ids: list[str]
+    decided_at: float = Field(default_factory=time.time)

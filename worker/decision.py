@@ -37,10 +37,11 @@ def one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def parse_decision(
-    text: str, labels: list[str], may_clarify: bool, max_question_chars: int
-) -> Decision:
-    """Parse the structured-output text; enforce labels, the clarify budget and bounds."""
+def parse_decision(text: str, labels: list[str], may_clarify: bool) -> Decision:
+    """Parse the structured-output text; enforce the labels and the clarify budget.
+
+    The question is kept as written: `worker.relay` decides whether it is safe to send.
+    """
     try:
         decision = Decision.model_validate(json.loads(text))
     except (json.JSONDecodeError, ValidationError) as exc:
@@ -49,7 +50,7 @@ def parse_decision(
         raise InvalidDecision(f"category {decision.category!r} is not one of {labels}")
     if decision.is_clarify and not may_clarify:
         raise InvalidDecision("model asked a question although no clarification is left")
-    question = one_line(decision.question, max_question_chars) if decision.is_clarify else ""
+    question = decision.question.strip() if decision.is_clarify else ""
     if decision.is_clarify and not question:
         raise InvalidDecision("model chose to clarify but wrote no question")
     return decision.model_copy(

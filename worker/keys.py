@@ -53,3 +53,8 @@ def message_index(message_id: str) -> str:
 def reply_sent(reply_id: str) -> str:
     """Sent-record of one outbound reply: checked before sending (exactly once)."""
     return f"{PREFIX}:reply:{reply_id}:sent"
+
+
+def reply_sending(reply_id: str) -> str:
+    """Short-lived claim held while one worker talks SMTP for this reply (no parallel sends)."""
+    return f"{PREFIX}:reply:{reply_id}:sending"

@@ -12,9 +12,10 @@ import redis
 from worker.claude import ClaudeClient, make_client
 from worker.contract import ReplyTask
 from worker.deadletters import DeadLetterStream
-from worker.replies import OutboxTransport
+from worker.replies import load_reply_template
 from worker.settings import Settings
 from worker.store import ThreadStore
+from worker.transports import Transport, make_transport
 from worker.triage import Triage
 
 
@@ -34,7 +35,8 @@ class Resources:
     redis: redis.Redis
     store: ThreadStore
     triage: Triage
-    outbox: OutboxTransport
+    transport: Transport
+    reply_template: str
     dead_letters: DeadLetterStream
 
 
@@ -66,6 +68,7 @@ class Runtime:
             redis=client,
             store=store,
             triage=Triage(settings, store, claude, self._publish_reply),
-            outbox=OutboxTransport(client, settings.thread_ttl_seconds),
+            transport=make_transport(settings, client),
+            reply_template=load_reply_template(settings),
             dead_letters=DeadLetterStream(client),
         )

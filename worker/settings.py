@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=300, ge=10)
     visibility_timeout_seconds: int = Field(default=3600, ge=60)
     support_address: str = "support@example.com"
+    reply_transport: Literal["outbox", "smtp"] = "outbox"
+    reply_template_file: Path | None = None
+    smtp_host: str = "localhost"
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "implicit"] = "none"
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    reply_stale_seconds: float = Field(default=120.0, gt=0)
     worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
     worker_concurrency: int = Field(default=64, ge=1, le=2000)
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -103,7 +113,7 @@ class Settings(BaseSettings):
             raise ValueError(f"category names must be distinct, got {names}")
         return value
 
-    @field_validator("system_prompt_file")
+    @field_validator("system_prompt_file", "reply_template_file")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -121,6 +131,13 @@ class Settings(BaseSettings):
                 "or the broker redelivers tasks that are still running or waiting to retry"
             )
         return self
+
+    @property
+    def effective_smtp_port(self) -> int:
+        """465 for implicit TLS, 587 for STARTTLS, 25 otherwise, unless set."""
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"implicit": 465, "starttls": 587}.get(self.smtp_tls, 25)
 
     @property
     def effective_broker_url(self) -> str:

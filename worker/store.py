@@ -225,6 +225,10 @@ class ThreadStore:
         keys_ = [keys.thread_inbox(thread_id), keys.thread_scheduled(thread_id)]
         return bool(self._release(keys=keys_))
 
+    def mark(self, thread_id: str, **fields: str) -> None:
+        """Set status-like fields outside a decision (e.g. a reply that could not be sent)."""
+        self._redis.hset(keys.thread_meta(thread_id), mapping=fields)  # type: ignore[arg-type]
+
     def touch_schedule(self, thread_id: str, seconds: int) -> None:
         """Keep the scheduled flag alive while a drain runs (it expires if a drainer vanishes)."""
         self._redis.set(keys.thread_scheduled(thread_id), "running", ex=seconds)

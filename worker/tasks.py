@@ -15,6 +15,7 @@ import redis
 import structlog
 from pydantic import ValidationError
 
+from worker import keys
 from worker.backoff import compute_backoff
 from worker.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
 from worker.errors import InvalidPayload, Permanent, RetryLater
@@ -107,6 +108,18 @@ def drain_thread(
             structlog.contextvars.unbind_contextvars("email_ids")
 
 
+def reply_failed(
+    runtime: Runtime, reply: ReplyTask, reason: str, error: str, attempts: int
+) -> None:
+    """Dead-letter the reply with the server's answer and mark the thread, for a human to see."""
+    resources = runtime.resources
+    payload = reply.model_dump(mode="json")
+    resources.dead_letters.add(reason, error, payload, thread_id=reply.thread_id, attempts=attempts)
+    resources.store.mark(reply.thread_id, status="reply_failed", reply_error=f"{reason}: {error}")
+    resources.redis.hdel(keys.REPLIES_PENDING, reply.reply_id)
+    log.error("reply.failed", reason=reason, error=error, attempts=attempts)
+
+
 def send_reply(task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     with structlog.contextvars.bound_contextvars(task_id=task.request.id, task=TASK_SEND_REPLY):
         try:
@@ -119,23 +132,14 @@ def send_reply(task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[
             return False
         structlog.contextvars.bind_contextvars(thread_id=reply.thread_id, reply_id=reply.reply_id)
         try:
-            message = render_reply(reply, runtime.settings)
-            return runtime.resources.outbox.deliver(reply, message)
-        except Permanent as exc:
-            runtime.resources.dead_letters.add(
-                exc.reason, str(exc), reply.model_dump(mode="json"), thread_id=reply.thread_id
+            resources = runtime.resources
+            message = render_reply(
+                reply, runtime.settings.support_address, resources.reply_template
             )
+            return resources.transport.deliver(reply, message)
+        except Permanent as exc:
+            reply_failed(runtime, reply, exc.reason, str(exc), int(task.request.retries) + 1)
             return False
         except (RetryLater, redis.RedisError, OSError) as exc:
-
-            def give_up(reason: str, error: str, attempts: int) -> None:
-                runtime.resources.dead_letters.add(
-                    reason,
-                    error,
-                    reply.model_dump(mode="json"),
-                    thread_id=reply.thread_id,
-                    attempts=attempts,
-                )
-
-            retry_or_give_up(task, runtime, exc, give_up)
+            retry_or_give_up(task, runtime, exc, partial(reply_failed, runtime, reply))
             return False

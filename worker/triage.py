@@ -23,6 +23,7 @@ from worker.decision import Decision, parse_decision
 from worker.errors import Permanent, RetryLater, Truncated
 from worker.mailthread import references_chain, reply_message_id, reply_subject
 from worker.prompt import build_request, load_template
+from worker.relay import check_question
 from worker.settings import Settings
 from worker.store import Commit, Snapshot, ThreadStore
 from worker.usage import Usage
@@ -65,6 +66,32 @@ def dead_letter(reason: str, error: str, payload: Any, attempts: int = 1) -> dic
         "payload": payload,
         "at": round(time.time(), 3),
     }
+
+
+def no_question_reason(
+    emails: list[EmailPayload], clarifications: int, settings: Settings
+) -> str | None:
+    """Why this decision may not ask the customer anything (None: it may)."""
+    flags = sorted({flag for email in emails for flag in email.flags})
+    if flags:
+        return "robot:" + ",".join(flags)  # never auto-reply to robots: mail loops start there
+    if clarifications >= settings.max_clarifications:
+        return "clarification_limit"
+    return None
+
+
+def customer_text(messages: list[Turn]) -> str:
+    """Everything the customer wrote in the thread (what a question may quote back)."""
+    parts: list[str] = []
+    for turn in messages:
+        if turn["role"] != "user":
+            continue
+        content = turn["content"]
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts.extend(str(block.get("text", "")) for block in content)
+    return "\n".join(parts)
 
 
 def partition(snapshot: Snapshot) -> Pending:
@@ -152,7 +179,8 @@ class Triage:
         structlog.contextvars.bind_contextvars(email_ids=[e.message_id for e in pending.emails])
         turn = user_turn(pending.emails, self._settings.max_turn_chars)
         messages = [*snapshot.messages, turn]
-        may_clarify = snapshot.clarifications < self._settings.max_clarifications
+        no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
+        may_clarify = no_question is None
         try:
             check_alternation(messages[:-1])
             answer = self._ask(messages, may_clarify, snapshot.usage)
@@ -167,7 +195,7 @@ class Triage:
                 log.error("triage.dead_lettered", reason=reason, error=str(exc), count=len(letters))
                 return f"dead_lettered:{reason}"
             return None
-        change = self._decision_commit(snapshot, pending, turn, answer)
+        change = self._decision_commit(snapshot, pending, messages, answer, no_question)
         result = self._store.commit(snapshot.thread_id, change)
         if not result.ok:
             log.warning("triage.commit_rejected", status=result.status, version=snapshot.version)
@@ -186,12 +214,7 @@ class Triage:
             result = self._claude.call(request, prior + spent)
             spent = spent + result.usage
             if result.stop_reason == "end_turn":
-                decision = parse_decision(
-                    result.text,
-                    self._settings.category_names,
-                    may_clarify,
-                    self._settings.max_question_chars,
-                )
+                decision = parse_decision(result.text, self._settings.category_names, may_clarify)
                 return Answer(result, decision, spent, calls)
             if result.stop_reason == "refusal":
                 return Answer(result, None, spent, calls)
@@ -204,7 +227,12 @@ class Triage:
         raise Truncated(f"reply truncated twice (stop_reason {result.stop_reason!r})")
 
     def _decision_commit(
-        self, snapshot: Snapshot, pending: Pending, turn: Turn, answer: Answer
+        self,
+        snapshot: Snapshot,
+        pending: Pending,
+        messages: list[Turn],
+        answer: Answer,
+        no_question: str | None,
     ) -> Commit:
         emails = pending.emails
         latest = emails[-1]
@@ -232,6 +260,7 @@ class Triage:
             "usage": answer.spent.as_dict(),
             "thread_usage": total.as_dict(),
             "clarifications": snapshot.clarifications,
+            "no_question_reason": no_question,
             "first_received_at": min(email.received_at for email in emails),
             "decided_at": round(time.time(), 3),
         }
@@ -246,20 +275,25 @@ class Triage:
                 "turns": len(snapshot.messages),
             }
             return change
-        change.turns = [turn, assistant_turn(answer.result.text)]
+        change.turns = [messages[-1], assistant_turn(answer.result.text)]
         turns = len(snapshot.messages) + 2
         if decision.is_clarify:
             version = snapshot.version + 1
             message_id = reply_message_id(
                 snapshot.thread_id, version, self._settings.support_address
             )
+            checked = check_question(
+                decision.question, customer_text(messages), self._settings.max_question_chars
+            )
+            if checked.replaced:
+                log.warning("triage.question_replaced", reason=checked.reason)
             reply = ReplyTask(
                 reply_id=f"{snapshot.thread_id}.{version}",
                 thread_id=snapshot.thread_id,
                 message_id=message_id,
                 to=latest.recipient,
                 subject=reply_subject(snapshot.meta.get("subject") or emails[0].subject),
-                question=decision.question,
+                question=checked.text,
                 in_reply_to=latest.message_id,
                 references=chain,
                 email_ids=email_ids,
@@ -271,6 +305,15 @@ class Triage:
                 "status": STATUS_AWAITING,
                 "clarifications": snapshot.clarifications + 1,
                 "references": json.dumps([*chain, message_id]),
+            }
+            change.event = event_base | {
+                "type": "clarification",
+                "category": None,
+                "reply_id": reply.reply_id,
+                "reply_message_id": message_id,
+                "question_replaced": checked.replaced,
+                "question_replaced_reason": checked.reason,
+                "turns": turns,
             }
             return change
         change.meta |= {

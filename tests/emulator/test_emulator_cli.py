@@ -74,7 +74,9 @@ def test_cli_serves_the_sdk(cli_server: tuple[str, Path, Path]) -> None:
             )
     config = httpx2.get(f"{url}/_emulator/config").json()
     assert config["seed"] == 3 and config["api_key"] == "***"
-    assert config["faults"] == [{"kind": "overloaded", "rate": 0.0, "match": None, "times": None}]
+    assert config["faults"] == [
+        {"kind": "overloaded", "rate": 0.0, "match": None, "times": None, "text": None}
+    ]
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert [entry["status"] for entry in lines] == [200, 401]
     logs = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
