@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import smtplib
 
 import pytest
 from mail import SEED_FIRST, make_email
@@ -13,11 +14,14 @@ from worker.backoff import compute_backoff
 from worker.contract import EmailPayload
 from worker.conversation import bound_text, check_alternation, user_turn
 from worker.decision import InvalidDecision, parse_decision
-from worker.errors import ConfigError, InvalidPayload
+from worker.errors import ConfigError, InvalidPayload, Permanent, RetryLater
 from worker.mailthread import references_chain, reply_message_id, reply_subject
 from worker.prompt import build_request, decision_schema
+from worker.relay import SAFE_QUESTION, check_question
 from worker.settings import Settings, load_settings
 from worker.tasks import thread_id_from
+from worker.transports import translate_smtp
+from worker.triage import no_question_reason
 
 LABELS = ["BILLING", "SHIPPING", "TECHNICAL", "OTHER"]
 
@@ -225,3 +229,60 @@ def test_parse_email_rejects(raw, reason):
 
 def test_strip_quoted_keeps_text_before_signature():
     assert strip_quoted("Hello\n> quoted\nmore\n-- \nSig") == "Hello\nmore"
+
+
+@pytest.mark.parametrize(
+    ("question", "customer", "replaced", "reason"),
+    [
+        ("Which order number is it?", "hi", False, None),
+        ("Visit https://evil.example/pay to confirm?", "hi", True, "foreign_link_or_address"),
+        ("Is it www.evil.example?", "hi", True, "foreign_link_or_address"),
+        ("Is it evil.example/login?", "hi", True, "foreign_link_or_address"),
+        ("Should we write to bob@evil.test?", "hi", True, "foreign_link_or_address"),
+        ("Is your account dana@example.org?", "I am dana@example.org", False, None),
+        ("Is it on shop.example.org/cart?", "see shop.example.org/cart", False, None),
+        ("Did version 2.3 break it?", "hi", False, None),
+        ("Click <a href='x'>here</a>?", "hi", True, "markup"),
+        ("Click [here](x)?", "hi", True, "markup"),
+        ("x" * 501, "hi", True, "too_long"),
+        (" \n\t ", "hi", True, "empty"),
+    ],
+)
+def test_question_relay_guard(question, customer, replaced, reason):
+    checked = check_question(question, customer, 500)
+    assert (checked.replaced, checked.reason) == (replaced, reason)
+    if replaced:
+        assert checked.text == SAFE_QUESTION
+    assert "\n" not in checked.text
+
+
+def test_question_is_flattened_to_one_plain_paragraph():
+    checked = check_question("Which\n\norder\u200b number?\x07", "", 500)
+    assert checked.text == "Which order number?" and not checked.replaced
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "reason"),
+    [
+        (smtplib.SMTPResponseException(451, b"try later"), RetryLater, "smtp_deferred"),
+        (smtplib.SMTPResponseException(554, b"no"), Permanent, "smtp_rejected"),
+        (smtplib.SMTPAuthenticationError(535, b"bad creds"), Permanent, "smtp_auth"),
+        (smtplib.SMTPRecipientsRefused({"a@x": (550, b"unknown")}), Permanent, "smtp_rejected"),
+        (smtplib.SMTPRecipientsRefused({"a@x": (452, b"full")}), RetryLater, "smtp_deferred"),
+        (smtplib.SMTPServerDisconnected("gone"), RetryLater, "smtp_connection"),
+        (ConnectionRefusedError(111, "refused"), RetryLater, "smtp_connection"),
+    ],
+)
+def test_smtp_errors_are_translated(error, kind, reason):
+    translated = translate_smtp(error)
+    assert isinstance(translated, kind) and translated.reason == reason
+
+
+def test_no_question_to_robots_or_past_the_limit():
+    settings = Settings(_env_file=None, max_clarifications=1)
+    robot = EmailPayload(
+        message_id="<r>", thread_id="t", from_addr="x@y", text="t", flags=["bulk", "no_reply"]
+    )
+    assert no_question_reason([robot], 0, settings) == "robot:bulk,no_reply"
+    assert no_question_reason([email("<h>", "hi")], 1, settings) == "clarification_limit"
+    assert no_question_reason([email("<h>", "hi")], 0, settings) is None

@@ -33,7 +33,11 @@ class CheckedQuestion:
 
 def plain_one_paragraph(text: str) -> str:
     """Drop control and format characters, collapse all whitespace to single spaces."""
-    kept = "".join(" " if ch.isspace() else ch for ch in text if unicodedata.category(ch)[0] != "C")
+    kept = "".join(
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
     return " ".join(kept.split())
 
 
