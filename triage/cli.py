@@ -93,7 +93,8 @@ def outbox(full: bool) -> None:
 
     for entry in read_outbox(settings_or_exit()):
         click.echo(
-            f"{entry['id']}  {entry.get('transport', 'outbox')}  to={entry['to']}  thread={entry['thread_id']}  {entry['message_id']}"
+            f"{entry['id']}  {entry.get('transport', 'outbox')}  to={entry['to']}"
+            f"  thread={entry['thread_id']}  {entry['message_id']}"
         )
         if full:
             click.echo(entry["message"])
