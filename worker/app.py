@@ -13,12 +13,12 @@ from celery import Celery, signals
 
 from worker import tasks
 from worker.celery_config import celery_config
-from worker.contract import QUEUE_REPLIES, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
 from worker.errors import ConfigError
 from worker.logging import configure_logging
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings
-from worker.sweeper import Sweeper
+from worker.sweeper import Sweeper, SweepLimits
 
 
 def create_app(settings: Settings) -> Celery:
@@ -51,12 +51,17 @@ def create_app(settings: Settings) -> Celery:
     def setup_logging(**_: Any) -> None:
         configure_logging(settings)
 
-    sweeper = Sweeper(
-        lambda: runtime.resources.redis,
-        publish_reply,
-        settings.sweep_interval_seconds,
-        settings.reply_stale_seconds,
+    def publish_drain(thread_id: str) -> None:
+        app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
+
+    limits = SweepLimits(
+        interval=settings.sweep_interval_seconds,
+        reply_stale=settings.reply_stale_seconds,
+        drain_stale=settings.drain_stale_seconds,
+        queued_stale=settings.queued_stale_seconds,
+        flag_seconds=settings.visibility_timeout_seconds,
     )
+    sweeper = Sweeper(lambda: runtime.resources.redis, publish_reply, publish_drain, limits)
 
     def start_sweeper(**_: Any) -> None:
         sweeper.start()

@@ -18,6 +18,8 @@ DEAD_LETTERS = f"{PREFIX}:dlq"
 REPLIES_PENDING = f"{PREFIX}:replies:pending"
 #: Sorted set thread_id -> last update (unix seconds), for listing threads.
 THREADS = f"{PREFIX}:threads"
+#: Sorted set thread_id -> since when it has had unprocessed email (the sweeper's work list).
+PENDING = f"{PREFIX}:pending"
 
 
 def thread_meta(thread_id: str) -> str:
@@ -41,7 +43,11 @@ def thread_inbox(thread_id: str) -> str:
 
 
 def thread_scheduled(thread_id: str) -> str:
-    """Flag set while a drain task for the thread is queued or running (SET NX)."""
+    """Flag set while a drain task for the thread is queued or running (SET NX).
+
+    Its value is `queued:<unix time>` (set by whoever published the drain task) or
+    `running:<unix time>` (refreshed by the drainer), so the sweeper can tell a stale one.
+    """
     return f"{PREFIX}:thread:{thread_id}:scheduled"
 
 

@@ -79,8 +79,11 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "implicit"] = "none"
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
-    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
     reply_stale_seconds: float = Field(default=120.0, gt=0)
+    drain_stale_seconds: float = Field(default=90.0, gt=0)
+    queued_stale_seconds: float = Field(default=600.0, gt=0)
+    poison_max_attempts: int = Field(default=5, ge=1, le=100)
     worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
     worker_concurrency: int = Field(default=64, ge=1, le=2000)
     log_format: Literal["auto", "json", "console"] = "auto"

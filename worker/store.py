@@ -59,7 +59,7 @@ for _, turn in ipairs(turns) do redis.call('RPUSH', KEYS[2], turn) end
 for _, id in ipairs(ids) do redis.call('SADD', KEYS[3], id) end
 if consumed > 0 then redis.call('LTRIM', KEYS[4], consumed, -1) end
 version = version + 1
-redis.call('HSET', KEYS[1], 'version', version, 'updated_at', now)
+redis.call('HSET', KEYS[1], 'version', version, 'updated_at', now, 'drain_attempts', 0)
 redis.call('HSETNX', KEYS[1], 'created_at', now)
 for name, value in pairs(meta) do redis.call('HSET', KEYS[1], name, value) end
 for name, value in pairs(usage) do redis.call('HINCRBY', KEYS[1], name, value) end
@@ -78,16 +78,28 @@ end
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
 redis.call('ZADD', KEYS[8], now, ARGV[10])
 local remaining = redis.call('LLEN', KEYS[4])
-if remaining == 0 then redis.call('DEL', KEYS[5]) end
+if remaining == 0 then
+  redis.call('DEL', KEYS[5])
+  redis.call('ZREM', KEYS[11], ARGV[10])
+end
 return {'ok', version, remaining}
 """
 
 RELEASE_LUA = """
 if redis.call('LLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('HSET', KEYS[4], 'drain_attempts', 0) end
   return 1
 end
 return 0
+"""
+
+BEGIN_DRAIN_LUA = """
+redis.call('SET', KEYS[2], 'running:' .. ARGV[1], 'EX', ARGV[2])
+if redis.call('LLEN', KEYS[3]) == 0 then return 0 end
+redis.call('ZADD', KEYS[4], 'NX', ARGV[1], ARGV[3])
+return redis.call('HINCRBY', KEYS[1], 'drain_attempts', 1)
 """
 
 
@@ -165,6 +177,7 @@ class ThreadStore:
         self._snapshot = client.register_script(SNAPSHOT_LUA)
         self._commit = client.register_script(COMMIT_LUA)
         self._release = client.register_script(RELEASE_LUA)
+        self._begin = client.register_script(BEGIN_DRAIN_LUA)
 
     def snapshot(self, thread_id: str) -> Snapshot:
         keys_ = [
@@ -198,6 +211,7 @@ class ThreadStore:
             keys.THREADS,
             reply_key,
             keys.DEAD_LETTERS,
+            keys.PENDING,
         ]
         args: list[str | int] = [
             change.expected_version,
@@ -222,16 +236,36 @@ class ThreadStore:
 
     def release(self, thread_id: str) -> bool:
         """Clear the scheduled flag if the inbox is empty; False means more work arrived."""
-        keys_ = [keys.thread_inbox(thread_id), keys.thread_scheduled(thread_id)]
-        return bool(self._release(keys=keys_))
+        keys_ = [
+            keys.thread_inbox(thread_id),
+            keys.thread_scheduled(thread_id),
+            keys.PENDING,
+            keys.thread_meta(thread_id),
+        ]
+        return bool(self._release(keys=keys_, args=[thread_id]))
+
+    def begin_drain(self, thread_id: str, flag_seconds: int) -> int:
+        """Mark the thread as being drained now; returns how many drains in a row found work.
+
+        The count is reset by every commit, so it only grows when drains keep dying before
+        committing (a poison email that kills its worker): the caller gives up past a limit.
+        """
+        keys_ = [
+            keys.thread_meta(thread_id),
+            keys.thread_scheduled(thread_id),
+            keys.thread_inbox(thread_id),
+            keys.PENDING,
+        ]
+        return int(self._begin(keys=keys_, args=[f"{time.time():.3f}", flag_seconds, thread_id]))
 
     def mark(self, thread_id: str, **fields: str) -> None:
         """Set status-like fields outside a decision (e.g. a reply that could not be sent)."""
         self._redis.hset(keys.thread_meta(thread_id), mapping=fields)  # type: ignore[arg-type]
 
     def touch_schedule(self, thread_id: str, seconds: int) -> None:
-        """Keep the scheduled flag alive while a drain runs (it expires if a drainer vanishes)."""
-        self._redis.set(keys.thread_scheduled(thread_id), "running", ex=seconds)
+        """Refresh the flag before a long step, so the sweeper sees this drainer is alive."""
+        value = f"running:{time.time():.3f}"
+        self._redis.set(keys.thread_scheduled(thread_id), value, ex=seconds)
 
 
 def _text(value: Any) -> str:

@@ -92,7 +92,12 @@ def drain_thread(
         structlog.contextvars.bind_contextvars(thread_id=thread_id)
         try:
             resources = runtime.resources
-            resources.store.touch_schedule(thread_id, runtime.settings.visibility_timeout_seconds)
+            settings = runtime.settings
+            started = resources.store.begin_drain(thread_id, settings.visibility_timeout_seconds)
+            if started > settings.poison_max_attempts:
+                error = f"{started - 1} drains in a row died before committing (poison email?)"
+                resources.triage.dead_letter_pending(thread_id, "poison", error, started - 1)
+                return ["dead_lettered:poison"]
             outcomes = resources.triage.drain(thread_id)
             log.info("task.done", outcomes=outcomes)
             return outcomes

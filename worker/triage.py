@@ -183,7 +183,7 @@ class Triage:
         may_clarify = no_question is None
         try:
             check_alternation(messages[:-1])
-            answer = self._ask(messages, may_clarify, snapshot.usage)
+            answer = self._ask(snapshot.thread_id, messages, may_clarify, snapshot.usage)
         except (Permanent, ValueError) as exc:
             reason = exc.reason if isinstance(exc, Permanent) else "corrupt_thread"
             letters = pending.dead_letters + [
@@ -205,12 +205,13 @@ class Triage:
             self._publish_reply(ReplyTask.model_validate(change.reply))
         return outcome
 
-    def _ask(self, messages: list[Turn], may_clarify: bool, prior: Usage) -> Answer:
+    def _ask(self, thread_id: str, messages: list[Turn], may_clarify: bool, prior: Usage) -> Answer:
         """One call; a truncated reply is never used: one retry with twice the budget, then fail."""
         budget = self._settings.max_tokens
         spent = Usage()
         for calls in (1, 2):
             request = build_request(self._settings, self._template, messages, may_clarify, budget)
+            self._store.touch_schedule(thread_id, self._settings.visibility_timeout_seconds)
             result = self._claude.call(request, prior + spent)
             spent = spent + result.usage
             if result.stop_reason == "end_turn":
