@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -122,6 +123,59 @@ def dlq_list(count: int, as_json: bool) -> None:
             click.echo(
                 f"{letter.entry_id}  {letter.reason:<18} thread={letter.thread_id or '-'}  {error}"
             )
+
+
+@dlq.command("show")
+@click.argument("entry_id")
+def dlq_show(entry_id: str) -> None:
+    """One entry in full (JSON): reason, error, attempts and the payload to replay."""
+    from triage.state import open_dead_letters
+
+    letter = open_dead_letters(settings_or_exit()).get(entry_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter {entry_id}")
+    document = {"id": letter.entry_id, "thread_id": letter.thread_id, **letter.body}
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@dlq.command("replay")
+@click.argument("entry_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
+def dlq_replay(entry_ids: tuple[str, ...], replay_all: bool) -> None:
+    """Send entries back through the normal path (idempotent); replayed entries are removed."""
+    from triage.state import open_dead_letters, open_replayer
+
+    if bool(entry_ids) == replay_all:
+        raise click.UsageError("give entry ids or --all (not both)")
+    settings = settings_or_exit()
+    letters_stream = open_dead_letters(settings)
+    letters = letters_stream.list(None) if replay_all else []
+    for entry_id in entry_ids:
+        letter = letters_stream.get(entry_id)
+        if letter is None:
+            raise click.ClickException(f"no dead letter {entry_id}")
+        letters.append(letter)
+    replayer = open_replayer(settings)
+    kept = 0
+    for letter in letters:
+        result = replayer.replay(letter)
+        kept += result.outcome == "kept"
+        click.echo(f"{result.entry_id}  {result.outcome:<8}  {result.detail}")
+    click.echo(f"{len(letters) - kept} replayed, {kept} kept")
+    if kept:
+        sys.exit(1)
+
+
+@dlq.command("purge")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(yes: bool) -> None:
+    """Delete every dead letter."""
+    from triage.state import open_dead_letters
+
+    stream = open_dead_letters(settings_or_exit())
+    if not yes:
+        click.confirm(f"Delete all {stream.size()} dead letters?", abort=True)
+    click.echo(f"{stream.purge()} dead letters deleted")
 
 
 def _register_commands() -> None:

@@ -7,7 +7,15 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.contract import (
+    QUEUE_REPLIES,
+    QUEUE_TRIAGE,
+    TASK_DRAIN,
+    TASK_SEND_REPLY,
+    ReplyTask,
+)
 from worker.deadletters import DeadLetterStream
+from worker.replay import Replayer
 from worker.settings import Settings
 from worker.store import ThreadStore
 
@@ -30,3 +38,35 @@ def read_outbox(settings: Settings, count: int = 1000) -> list[dict[str, Any]]:
         {"id": entry_id.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
         for entry_id, fields in entries
     ]
+
+
+def open_replayer(settings: Settings) -> Replayer:
+    """A replayer wired to the producers: tasks are published by name, raw mail re-parsed."""
+    from producers.enqueue import Enqueuer, Rejected
+    from producers.submit import producer_app
+
+    client = open_redis(settings)
+    app = producer_app(settings)
+    enqueuer = Enqueuer(settings, client)
+
+    def publish_drain(thread_id: str) -> None:
+        app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
+
+    def publish_reply(reply: ReplyTask) -> None:
+        app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")], queue=QUEUE_REPLIES)
+
+    def reparse(raw: bytes, source: str) -> str:
+        result = enqueuer.enqueue_bytes(raw, source)
+        if isinstance(result, Rejected):
+            raise ValueError(f"still rejected: {result.reason}: {result.error}")
+        return f"email {result.message_id} {result.status} into thread {result.thread_id}"
+
+    return Replayer(
+        client,
+        DeadLetterStream(client),
+        publish_drain,
+        publish_reply,
+        reparse,
+        settings.thread_ttl_seconds,
+        settings.visibility_timeout_seconds,
+    )

@@ -43,9 +43,22 @@ class DeadLetterStream:
         entry_id = self._redis.xadd(keys.DEAD_LETTERS, fields)  # type: ignore[arg-type]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
-    def list(self, count: int = 100) -> list[DeadLetter]:
+    def list(self, count: int | None = 100) -> list[DeadLetter]:
         entries = self._redis.xrange(keys.DEAD_LETTERS, count=count)
         return [_decode(entry_id, fields) for entry_id, fields in entries]  # type: ignore[union-attr,arg-type]
+
+    def get(self, entry_id: str) -> DeadLetter | None:
+        entries: list[Any] = self._redis.xrange(keys.DEAD_LETTERS, min=entry_id, max=entry_id)  # type: ignore[assignment]
+        return _decode(entries[0][0], entries[0][1]) if entries else None
+
+    def delete(self, *entry_ids: str) -> int:
+        return int(self._redis.xdel(keys.DEAD_LETTERS, *entry_ids)) if entry_ids else 0
+
+    def purge(self) -> int:
+        """Drop every entry; returns how many there were."""
+        size = self.size()
+        self._redis.delete(keys.DEAD_LETTERS)
+        return size
 
     def size(self) -> int:
         return int(self._redis.xlen(keys.DEAD_LETTERS))
