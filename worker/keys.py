@@ -18,6 +18,9 @@ DEAD_LETTERS = f"{PREFIX}:dlq"
 REPLIES_PENDING = f"{PREFIX}:replies:pending"
 #: Sorted set thread_id -> last update (unix seconds), for listing threads.
 THREADS = f"{PREFIX}:threads"
+#: Token buckets of the fleet-wide rate limiter (hashes: level, ts).
+RATE_REQUESTS = f"{PREFIX}:ratelimit:requests"
+RATE_INPUT_TOKENS = f"{PREFIX}:ratelimit:input_tokens"
 #: Sorted set thread_id -> since when it has had unprocessed email (the sweeper's work list).
 PENDING = f"{PREFIX}:pending"
 

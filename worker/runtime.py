@@ -12,6 +12,7 @@ import redis
 from worker.claude import ClaudeClient, make_client
 from worker.contract import ReplyTask
 from worker.deadletters import DeadLetterStream
+from worker.ratelimit import RateLimiter
 from worker.replies import load_reply_template
 from worker.settings import Settings
 from worker.store import ThreadStore
@@ -38,6 +39,16 @@ class Resources:
     transport: Transport
     reply_template: str
     dead_letters: DeadLetterStream
+
+
+def limiter(settings: Settings, client: redis.Redis) -> RateLimiter:
+    return RateLimiter(
+        client,
+        settings.rate_limit_rpm,
+        settings.rate_limit_itpm,
+        settings.rate_limit_burst_seconds,
+        settings.rate_limit_max_wait_seconds,
+    )
 
 
 class Runtime:
@@ -67,7 +78,7 @@ class Runtime:
         return Resources(
             redis=client,
             store=store,
-            triage=Triage(settings, store, claude, self._publish_reply),
+            triage=Triage(settings, store, claude, self._publish_reply, limiter(settings, client)),
             transport=make_transport(settings, client),
             reply_template=load_reply_template(settings),
             dead_letters=DeadLetterStream(client),

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     reply_stale_seconds: float = Field(default=120.0, gt=0)
     drain_stale_seconds: float = Field(default=90.0, gt=0)
     queued_stale_seconds: float = Field(default=600.0, gt=0)
+    rate_limit_rpm: int = Field(default=0, ge=0)
+    rate_limit_itpm: int = Field(default=0, ge=0)
+    rate_limit_burst_seconds: float = Field(default=1.0, gt=0, le=60)
+    rate_limit_max_wait_seconds: float = Field(default=30.0, ge=0)
     poison_max_attempts: int = Field(default=5, ge=1, le=100)
     worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
     worker_concurrency: int = Field(default=64, ge=1, le=2000)

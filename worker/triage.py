@@ -23,6 +23,7 @@ from worker.decision import Decision, parse_decision
 from worker.errors import Permanent, RetryLater, Truncated
 from worker.mailthread import references_chain, reply_message_id, reply_subject
 from worker.prompt import build_request, load_template
+from worker.ratelimit import RateLimiter, estimate_input_tokens
 from worker.relay import check_question
 from worker.settings import Settings
 from worker.store import Commit, Snapshot, ThreadStore
@@ -125,11 +126,13 @@ class Triage:
         store: ThreadStore,
         claude: ClaudeClient,
         publish_reply: Callable[[ReplyTask], None],
+        limiter: RateLimiter,
     ) -> None:
         self._settings = settings
         self._store = store
         self._claude = claude
         self._publish_reply = publish_reply
+        self._limiter = limiter
         self._template = load_template(settings)
 
     def drain(self, thread_id: str) -> list[str]:
@@ -211,6 +214,7 @@ class Triage:
         spent = Usage()
         for calls in (1, 2):
             request = build_request(self._settings, self._template, messages, may_clarify, budget)
+            self._limiter.acquire(estimate_input_tokens(request))
             self._store.touch_schedule(thread_id, self._settings.visibility_timeout_seconds)
             result = self._claude.call(request, prior + spent)
             spent = spent + result.usage
