@@ -29,7 +29,8 @@ if fresh then
 end
 local schedule = false
 if fresh or redis.call('LLEN', KEYS[2]) > 0 then
-  schedule = redis.call('SET', KEYS[3], 'queued', 'NX', 'EX', ARGV[4])
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[1])
+  schedule = redis.call('SET', KEYS[3], 'queued:' .. ARGV[5], 'NX', 'EX', ARGV[4])
 end
 local status = 'duplicate'
 if fresh then status = 'enqueued' end
@@ -95,12 +96,14 @@ class Submitter:
                 keys.message_index(email.message_id),
                 keys.thread_inbox(thread_id),
                 keys.thread_scheduled(thread_id),
+                keys.PENDING,
             ],
             args=[
                 thread_id,
                 payload.model_dump_json(),
                 self._settings.thread_ttl_seconds,
                 self._settings.visibility_timeout_seconds,
+                f"{time.time():.3f}",
             ],
         )
         if scheduled:
