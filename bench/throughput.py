@@ -21,40 +21,18 @@ from pathlib import Path
 import redis
 import structlog
 
+from bench.common import email, redis_base, worker_env
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorThread
 from producers.enqueue import Enqueuer
-from triage.localstack import redis_reachable, start_redis, start_worker
+from triage.localstack import start_worker
 from worker import keys
 from worker.settings import Settings
-
-TOPICS = [
-    "I was charged twice for my subscription.",
-    "My parcel never arrived and tracking is stuck.",
-    "The app shows an error when I log in.",
-]
-
-
-def email(i: int) -> bytes:
-    return (
-        f"From: c{i}@example.org\r\nTo: support@example.com\r\nSubject: Case {i}\r\n"
-        f"Message-ID: <bench-{i}-{time.time_ns()}@example.org>\r\n\r\n{TOPICS[i % 3]}\r\n"
-    ).encode()
 
 
 def one_run(base: str, emulator_url: str, n: int, pool: str, concurrency: int) -> dict[str, object]:
     state, broker = f"{base}/11", f"{base}/12"
-    for url in (state, broker):
-        redis.Redis.from_url(url).flushdb()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "ANTHROPIC_"))}
-    env |= {
-        "TRIAGE_REDIS_URL": state,
-        "TRIAGE_BROKER_URL": broker,
-        "ANTHROPIC_API_KEY": "sk-bench",
-        "ANTHROPIC_BASE_URL": emulator_url,
-        "TRIAGE_LOG_LEVEL": "WARNING",
-        "TRIAGE_LOG_FORMAT": "json",
-    }
+    env = worker_env(state, broker, emulator_url)
     log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
     with log.open("ab") as out:
         worker = start_worker(env, pool=pool, concurrency=concurrency, stdout=out)
@@ -91,14 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     # The in-process emulator logs every request; keep stdout for the JSON results.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    base = os.environ.get("TRIAGE_BENCH_REDIS", "redis://127.0.0.1:6379")
-    private = None
-    if not redis_reachable(base + "/0"):
-        url, private = start_redis()
-        base = url.rsplit("/", 1)[0]
     emulator = EmulatorThread(EmulatorConfig(latency_ms=args.latency_ms))
     emulator.start()
-    try:
+    with redis_base() as base:
         for concurrency in args.concurrency:
             result = one_run(base, emulator.base_url, args.emails, args.pool, concurrency)
             result["latency_ms"] = args.latency_ms
@@ -107,10 +80,7 @@ def main() -> None:
                 float(str(result["emails_per_s"])) / float(str(result["ceiling_per_s"])), 3
             )
             print(json.dumps(result), flush=True)
-    finally:
-        emulator.stop()
-        if private:
-            private.stop()
+    emulator.stop()
 
 
 if __name__ == "__main__":

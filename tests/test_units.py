@@ -7,6 +7,7 @@ import random
 import smtplib
 
 import pytest
+import structlog
 from mail import SEED_FIRST, make_email
 
 from producers.parse import EmailParseError, parse_email, strip_quoted
@@ -15,6 +16,7 @@ from worker.contract import EmailPayload
 from worker.conversation import bound_text, check_alternation, user_turn
 from worker.decision import InvalidDecision, parse_decision
 from worker.errors import ConfigError, InvalidPayload, Permanent, RetryLater
+from worker.logging import task_context
 from worker.mailthread import references_chain, reply_message_id, reply_subject
 from worker.prompt import build_request, decision_schema
 from worker.relay import SAFE_QUESTION, check_question
@@ -286,3 +288,11 @@ def test_no_question_to_robots_or_past_the_limit():
     assert no_question_reason([robot], 0, settings) == "robot:bulk,no_reply"
     assert no_question_reason([email("<h>", "hi")], 1, settings) == "clarification_limit"
     assert no_question_reason([email("<h>", "hi")], 0, settings) is None
+
+
+def test_task_context_never_leaks_between_tasks():
+    structlog.contextvars.bind_contextvars(stale="from an earlier task")
+    with task_context(task_id="t-1"):
+        structlog.contextvars.bind_contextvars(thread_id="th-1")
+        assert structlog.contextvars.get_contextvars() == {"task_id": "t-1", "thread_id": "th-1"}
+    assert structlog.contextvars.get_contextvars() == {}

@@ -7,8 +7,10 @@ Email bodies and secrets are never passed to the logger in the first place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -57,3 +59,15 @@ def configure_logging(settings: Settings) -> None:
     # The SDK's HTTP client logs every request at INFO; our `claude.call` line says more.
     for noisy in ("httpx", "httpx2", "anthropic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@contextlib.contextmanager
+def task_context(**fields: Any) -> Iterator[None]:
+    """Per-task log context: starts clean and is cleared after, so nothing leaks between tasks
+    that share a pool thread (more fields, e.g. thread_id, may be bound inside)."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**fields)
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()

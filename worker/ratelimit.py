@@ -2,8 +2,9 @@
 
 Two token buckets (requests per minute, input tokens per minute) checked and taken together in
 one script, on Redis's clock, before each Claude call. The buckets hold only
-`TRIAGE_RATE_LIMIT_BURST_SECONDS` worth of capacity, so a fleet runs *at* the limit instead of
-bursting into 429s. A caller that would wait longer than `TRIAGE_RATE_LIMIT_MAX_WAIT_SECONDS`
+`TRIAGE_RATE_LIMIT_BURST_SECONDS` worth of capacity and refill at (limit - capacity) per minute, so
+no 60-second window ever sees more than the limit: a fleet runs at the limit (98% of it with the
+default one-second burst) instead of bursting into 429s. A caller that would wait longer than `TRIAGE_RATE_LIMIT_MAX_WAIT_SECONDS`
 gets `RetryLater` instead, freeing its worker slot.
 """
 
@@ -32,13 +33,15 @@ for i = 1, #KEYS do
   local limit = tonumber(ARGV[2 * i - 1])
   local need = tonumber(ARGV[2 * i])
   local capacity = math.max(1, limit * tonumber(ARGV[#ARGV]) / 60)
+  -- Refill so that burst + refill never exceed the limit in any 60 s window.
+  local rate = math.max(limit - capacity, limit / 60) / 60
   need = math.min(need, capacity)
   local state = redis.call('HMGET', KEYS[i], 'level', 'ts')
   local level = tonumber(state[1]) or capacity
   local since = tonumber(state[2]) or now
-  level = math.min(capacity, level + math.max(0, now - since) * limit / 60)
+  level = math.min(capacity, level + math.max(0, now - since) * rate)
   levels[i] = {level, need}
-  if level < need then wait = math.max(wait, (need - level) * 60 / limit) end
+  if level < need then wait = math.max(wait, (need - level) / rate) end
 end
 if wait > 0 then return tostring(wait) end
 for i = 1, #KEYS do

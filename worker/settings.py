@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     thread_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     max_turn_chars: int = Field(default=20_000, ge=200)
     max_question_chars: int = Field(default=500, ge=40)
+    max_email_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_email_text_chars: int = Field(default=50_000, ge=200)
     prompt_caching: bool = True
     api_timeout_seconds: float = Field(default=60.0, gt=0)
     api_max_retries: int = Field(default=2, ge=0, le=10)
@@ -85,7 +87,7 @@ class Settings(BaseSettings):
     queued_stale_seconds: float = Field(default=600.0, gt=0)
     rate_limit_rpm: int = Field(default=0, ge=0)
     rate_limit_itpm: int = Field(default=0, ge=0)
-    rate_limit_burst_seconds: float = Field(default=1.0, gt=0, le=60)
+    rate_limit_burst_seconds: float = Field(default=1.0, gt=0, le=10)
     rate_limit_max_wait_seconds: float = Field(default=30.0, ge=0)
     poison_max_attempts: int = Field(default=5, ge=1, le=100)
     worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"

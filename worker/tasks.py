@@ -19,6 +19,7 @@ from worker import keys
 from worker.backoff import compute_backoff
 from worker.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
 from worker.errors import InvalidPayload, Permanent, RetryLater
+from worker.logging import task_context
 from worker.replies import render_reply
 from worker.runtime import Runtime
 
@@ -78,7 +79,7 @@ def retry_or_give_up(
 def drain_thread(
     task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[str]:
-    with structlog.contextvars.bound_contextvars(task_id=task.request.id, task=TASK_DRAIN):
+    with task_context(task_id=task.request.id, task=TASK_DRAIN):
         try:
             thread_id = thread_id_from(args, kwargs)
         except InvalidPayload as exc:
@@ -109,8 +110,6 @@ def drain_thread(
                 partial(runtime.resources.triage.dead_letter_pending, thread_id),
             )
             return ["dead_lettered"]
-        finally:
-            structlog.contextvars.unbind_contextvars("email_ids")
 
 
 def reply_failed(
@@ -126,7 +125,7 @@ def reply_failed(
 
 
 def send_reply(task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    with structlog.contextvars.bound_contextvars(task_id=task.request.id, task=TASK_SEND_REPLY):
+    with task_context(task_id=task.request.id, task=TASK_SEND_REPLY):
         try:
             reply = reply_from(args, kwargs)
         except InvalidPayload as exc:

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks (run from the repository root: `python -m bench.NAME`)."""

@@ -1,0 +1,56 @@
+"""Shared set-up for the benchmarks: Redis, worker environment, sample emails."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import redis
+
+from triage.localstack import Process, redis_reachable, start_redis
+
+TOPICS = [
+    "I was charged twice for my subscription.",
+    "My parcel never arrived and tracking is stuck.",
+    "The app shows an error when I log in.",
+]
+
+
+def email(i: int, tag: str = "bench") -> bytes:
+    return (
+        f"From: c{i}@example.org\r\nTo: support@example.com\r\nSubject: Case {i}\r\n"
+        f"Message-ID: <{tag}-{i}-{time.time_ns()}@example.org>\r\n\r\n{TOPICS[i % 3]}\r\n"
+    ).encode()
+
+
+@contextlib.contextmanager
+def redis_base() -> Iterator[str]:
+    """`TRIAGE_BENCH_REDIS` (default the local Redis), or a private server when none answers."""
+    base = os.environ.get("TRIAGE_BENCH_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+    private: Process | None = None
+    if not redis_reachable(base + "/0"):
+        url, private = start_redis()
+        base = url.rsplit("/", 1)[0]
+    try:
+        yield base
+    finally:
+        if private:
+            private.stop()
+
+
+def worker_env(state: str, broker: str, emulator_url: str, **extra: str) -> dict[str, str]:
+    for url in (state, broker):
+        redis.Redis.from_url(url).flushdb()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "ANTHROPIC_"))}
+    env |= {
+        "TRIAGE_REDIS_URL": state,
+        "TRIAGE_BROKER_URL": broker,
+        "ANTHROPIC_API_KEY": "sk-bench",
+        "ANTHROPIC_BASE_URL": emulator_url,
+        "TRIAGE_LOG_LEVEL": "WARNING",
+        "TRIAGE_LOG_FORMAT": "json",
+        **extra,
+    }
+    return env
