@@ -4,8 +4,8 @@ Two token buckets (requests per minute, input tokens per minute) checked and tak
 one script, on Redis's clock, before each Claude call. The buckets hold only
 `TRIAGE_RATE_LIMIT_BURST_SECONDS` worth of capacity and refill at (limit - capacity) per minute, so
 no 60-second window ever sees more than the limit: a fleet runs at the limit (98% of it with the
-default one-second burst) instead of bursting into 429s. A caller that would wait longer than `TRIAGE_RATE_LIMIT_MAX_WAIT_SECONDS`
-gets `RetryLater` instead, freeing its worker slot.
+default one-second burst) instead of bursting into 429s. A caller that would wait longer than
+`TRIAGE_RATE_LIMIT_MAX_WAIT_SECONDS` gets `RetryLater` instead, freeing its worker slot.
 """
 
 from __future__ import annotations
