@@ -1,6 +1,6 @@
 """Emails/s of one worker process against the emulator at a given latency (prints JSON).
 
-    .venv/bin/python bench/throughput.py --emails 2000 --latency-ms 500 --pool threads \
+    .venv/bin/python -m bench.throughput --emails 2000 --latency-ms 500 --pool threads \
         --concurrency 16 64 128
 
 Each run: a fresh Redis DB, the emulator in-process, one `celery worker` subprocess, N one-turn
