@@ -67,7 +67,12 @@ class Submitter:
         self._submit = client.register_script(SUBMIT_LUA)
 
     def resolve_thread(self, email: ParsedEmail) -> str:
-        """In-Reply-To, then References newest first, against the index; else a new thread."""
+        """In-Reply-To, then References newest first, against the index; else a new thread.
+
+        The index holds every Message-ID seen, customers' and ours (the worker records the
+        Message-ID of each clarification it sends), so an answer to our question joins its
+        thread. The subject is never used: "Re: Help" says nothing about which thread.
+        """
         candidates = [email.in_reply_to] if email.in_reply_to else []
         candidates += [ref for ref in reversed(email.references) if ref not in candidates]
         if candidates:
@@ -89,6 +94,9 @@ class Submitter:
             text=email.text,
             in_reply_to=email.in_reply_to,
             references=email.references,
+            to=email.to,
+            attachments=email.attachments,
+            flags=email.flags,
             received_at=time.time(),
         )
         status, scheduled = self._submit(
