@@ -144,9 +144,11 @@ class Triage:
                 if self._store.release(thread_id):
                     return outcomes
                 continue
-            outcome = self._step(snapshot)
+            outcome, finished = self._step(snapshot)
             if outcome:
                 outcomes.append(outcome)
+            if finished:  # the commit emptied the inbox and cleared the flag itself
+                return outcomes
         raise RetryLater(f"thread {thread_id} kept changing for {MAX_ROUNDS} rounds", reason="busy")
 
     def dead_letter_pending(self, thread_id: str, reason: str, error: str, attempts: int) -> int:
@@ -167,7 +169,8 @@ class Triage:
                 return len(letters)
         raise RetryLater(f"thread {thread_id} kept changing while dead-lettering", reason="busy")
 
-    def _step(self, snapshot: Snapshot) -> str | None:
+    def _step(self, snapshot: Snapshot) -> tuple[str | None, bool]:
+        """One decision; returns its outcome and whether the thread is now idle (flag cleared)."""
         pending = partition(snapshot)
         if pending.duplicates:
             log.info("triage.duplicate_email", count=pending.duplicates)
@@ -177,8 +180,8 @@ class Triage:
             change = Commit(
                 snapshot.version, len(snapshot.inbox), dead_letters=pending.dead_letters
             )
-            self._store.commit(snapshot.thread_id, change)
-            return None
+            result = self._store.commit(snapshot.thread_id, change)
+            return None, result.ok and result.remaining == 0
         structlog.contextvars.bind_contextvars(email_ids=[e.message_id for e in pending.emails])
         turn = user_turn(pending.emails, self._settings.max_turn_chars)
         messages = [*snapshot.messages, turn]
@@ -194,19 +197,20 @@ class Triage:
                 for email in pending.emails
             ]
             change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
-            if self._store.commit(snapshot.thread_id, change).ok:
+            result = self._store.commit(snapshot.thread_id, change)
+            if result.ok:
                 log.error("triage.dead_lettered", reason=reason, error=str(exc), count=len(letters))
-                return f"dead_lettered:{reason}"
-            return None
+                return f"dead_lettered:{reason}", result.remaining == 0
+            return None, False
         change = self._decision_commit(snapshot, pending, messages, answer, no_question)
         result = self._store.commit(snapshot.thread_id, change)
         if not result.ok:
             log.warning("triage.commit_rejected", status=result.status, version=snapshot.version)
-            return None
+            return None, False
         outcome = self._log_outcome(answer, result.version)
         if change.reply is not None:
             self._publish_reply(ReplyTask.model_validate(change.reply))
-        return outcome
+        return outcome, result.remaining == 0
 
     def _ask(self, thread_id: str, messages: list[Turn], may_clarify: bool, prior: Usage) -> Answer:
         """One call; a truncated reply is never used: one retry with twice the budget, then fail."""
