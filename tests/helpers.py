@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,3 +95,17 @@ def launch_worker(env: dict[str, str], log_path: Path, concurrency: int = 8) -> 
     )
     assert process.alive(), log_path.read_text()
     return handle
+
+
+def run_triage(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The `triage` command in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "triage", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from helpers import TEST_KEY, base_env
+from helpers import TEST_KEY, base_env, run_triage
 from mail import make_email
 
 from triage.localstack import free_port
@@ -18,23 +18,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def triage(
-    *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "triage", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def test_bad_setting_fails_with_one_clear_message(tmp_path):
     eml = tmp_path / "a.eml"
     eml.write_bytes(make_email("<cli-1@example.org>", "hello"))
-    result = triage("enqueue", str(eml), env=clean_env(TRIAGE_MAX_TOKENS="lots"))
+    result = run_triage("enqueue", str(eml), env=clean_env(TRIAGE_MAX_TOKENS="lots"))
     assert result.returncode != 0
     assert "invalid setting TRIAGE_MAX_TOKENS" in result.stderr
     assert "Traceback" not in result.stderr
@@ -54,7 +41,7 @@ def test_plain_celery_worker_reports_a_bad_setting():
 
 
 def test_worker_refuses_to_start_without_a_key():
-    result = triage("worker", env=clean_env(), timeout=60)
+    result = run_triage("worker", env=clean_env(), timeout=60)
     assert result.returncode != 0
     assert "ANTHROPIC_API_KEY" in result.stderr
 
@@ -65,17 +52,17 @@ def test_enqueue_and_thread_show(r, state_url, broker_url, emulator, worker, tmp
     good.write_bytes(make_email("<cli-2@example.org>", "My parcel never arrived."))
     bad = tmp_path / "bad.eml"
     bad.write_bytes(b"Subject: no sender\r\n\r\nbody\r\n")
-    result = triage("enqueue", str(good), str(bad), str(good), env=env)
+    result = run_triage("enqueue", str(good), str(bad), str(good), env=env)
     assert result.returncode == 1, result.stderr
     assert "1 enqueued, 1 duplicate, 1 rejected" in result.stdout
     assert "no_sender" in result.stderr
     thread_id = result.stdout.split("-> thread ")[1].split()[0]
-    missing = triage("thread", "show", "t-no-such-thread", env=env)
+    missing = run_triage("thread", "show", "t-no-such-thread", env=env)
     assert missing.returncode == 1 and "no thread" in missing.stderr
-    shown = triage("thread", "show", thread_id, env=env)
+    shown = run_triage("thread", "show", thread_id, env=env)
     assert shown.returncode == 0 and '"role": "user"' in shown.stdout
     assert TEST_KEY not in shown.stdout + shown.stderr + result.stdout + result.stderr
-    letters = triage("dlq", "list", env=env)
+    letters = run_triage("dlq", "list", env=env)
     assert "no_sender" in letters.stdout
 
 
@@ -87,7 +74,7 @@ def test_run_command_from_nothing_plays_the_seed_conversation(tmp_path):
         TRIAGE_WORKER_CONCURRENCY="8",
         HOME=str(tmp_path),
     )
-    result = triage("run", env=env, timeout=150)
+    result = run_triage("run", env=env, timeout=150)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "starting a private one" in output

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import base_env, launch_worker, settings_from_env, wait_for
+from helpers import base_env, launch_worker, run_triage, settings_from_env, wait_for
 from mail import make_email
 from test_core_worker import api_requests, dead_letters
 from test_seed_conversation import events, user_texts
@@ -217,26 +216,12 @@ def test_poison_email_is_dead_lettered_then_replayed(r, emulator, worker_factory
     assert events(r) == []
 
     emulator.configure(latency_ms=0)  # the cause is fixed: replay through the normal path
-    result = subprocess.run(
-        [sys.executable, "-m", "triage", "dlq", "replay", "--all"],
-        env=worker.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_triage("dlq", "replay", "--all", env=worker.env)
     assert result.returncode == 0, result.stderr
     assert "1 replayed, 0 kept" in result.stdout
     [event] = wait_for(lambda: events(r), 30, "the replayed classification")
     assert event["thread_id"] == thread_id and dead_letters(r) == []
-    again = subprocess.run(
-        [sys.executable, "-m", "triage", "dlq", "replay", "--all"],
-        env=worker.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = run_triage("dlq", "replay", "--all", env=worker.env)
     assert "0 replayed, 0 kept" in again.stdout
 
 

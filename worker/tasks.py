@@ -49,6 +49,19 @@ def reply_from(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReplyTask:
         raise InvalidPayload(f"{TASK_SEND_REPLY}: {exc}") from None
 
 
+def reject_task(
+    runtime: Runtime,
+    name: str,
+    exc: InvalidPayload,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """A malformed task is kept, not crashed on: dead-letter it with what it carried."""
+    log.error("task.invalid_payload", error=str(exc))
+    payload = {"task": name, "args": repr(args), "kwargs": repr(kwargs)}
+    runtime.resources.dead_letters.add(exc.reason, str(exc), payload)
+
+
 def retry_or_give_up(
     task: Any, runtime: Runtime, exc: Exception, give_up: Callable[[str, str, int], object]
 ) -> None:
@@ -83,12 +96,7 @@ def drain_thread(
         try:
             thread_id = thread_id_from(args, kwargs)
         except InvalidPayload as exc:
-            log.error("task.invalid_payload", error=str(exc))
-            runtime.resources.dead_letters.add(
-                exc.reason,
-                str(exc),
-                {"task": TASK_DRAIN, "args": repr(args), "kwargs": repr(kwargs)},
-            )
+            reject_task(runtime, TASK_DRAIN, exc, args, kwargs)
             return []
         structlog.contextvars.bind_contextvars(thread_id=thread_id)
         try:
@@ -129,10 +137,7 @@ def send_reply(task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[
         try:
             reply = reply_from(args, kwargs)
         except InvalidPayload as exc:
-            log.error("task.invalid_payload", error=str(exc))
-            runtime.resources.dead_letters.add(
-                exc.reason, str(exc), {"task": TASK_SEND_REPLY, "args": repr(args)}
-            )
+            reject_task(runtime, TASK_SEND_REPLY, exc, args, kwargs)
             return False
         structlog.contextvars.bind_contextvars(thread_id=reply.thread_id, reply_id=reply.reply_id)
         try:
