@@ -135,11 +135,14 @@ def enqueue_command(
         settings = load_settings()
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
-    configure_logging(settings)
     if no_report and report_path is not None:
         raise click.UsageError("--report and --no-report exclude each other")
-    inputs = resolve_inputs(paths, fmt)
     show_progress = sys.stderr.isatty() if progress is None else progress
+    # A log line per email would tear the bar apart: rejects are in the report and the summary.
+    configure_logging(
+        settings.model_copy(update={"log_level": "ERROR"}) if show_progress else settings
+    )
+    inputs = resolve_inputs(paths, fmt)
     report = ReportWriter(
         None if no_report else (report_path or default_report_path()),
         always=report_path is not None,

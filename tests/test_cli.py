@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,10 +53,13 @@ def test_enqueue_and_thread_show(r, state_url, broker_url, emulator, worker, tmp
     good.write_bytes(make_email("<cli-2@example.org>", "My parcel never arrived."))
     bad = tmp_path / "bad.eml"
     bad.write_bytes(b"Subject: no sender\r\n\r\nbody\r\n")
-    result = run_triage("enqueue", str(good), str(bad), str(good), env=env)
+    report = tmp_path / "rejects.jsonl"
+    result = run_triage("enqueue", str(good), str(bad), str(good), "--report", str(report), env=env)
     assert result.returncode == 1, result.stderr
     assert "1 enqueued, 1 duplicate, 1 rejected" in result.stdout
     assert "no_sender" in result.stderr
+    rejected = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [r["reason"] for r in rejected if r["type"] == "rejected"] == ["no_sender"]
     thread_id = result.stdout.split("-> thread ")[1].split()[0]
     missing = run_triage("thread", "show", "t-no-such-thread", env=env)
     assert missing.returncode == 1 and "no thread" in missing.stderr

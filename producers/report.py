@@ -1,0 +1,101 @@
+"""A run's tally and its report file (JSON lines: one per rejected email, then a summary)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from producers.enqueue import Rejected
+from producers.submit import Submitted
+
+
+@dataclass
+class RunSummary:
+    enqueued: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def total(self) -> int:
+        return self.enqueued + self.duplicates + self.rejected_total
+
+    def add(self, result: Submitted | Rejected) -> None:
+        if isinstance(result, Rejected):
+            self.rejected[result.reason] += 1
+        elif result.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.enqueued += 1
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.total / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        """`3 enqueued, 1 duplicate, 2 rejected (no_sender: 1, too_large: 1)`"""
+        text = (
+            f"{self.enqueued} enqueued, {self.duplicates} duplicate, {self.rejected_total} rejected"
+        )
+        if self.rejected:
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.rejected.items()))
+            text += f" ({reasons})"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": "summary",
+            "enqueued": self.enqueued,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected_total,
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+class ReportWriter:
+    """Writes the report file; with `always=False` the file is only created at the first reject."""
+
+    def __init__(self, path: Path | None, *, always: bool) -> None:
+        self.path = path
+        self._always = always
+        self._file: IO[str] | None = None
+        if path is not None and always:
+            self._open()
+
+    def _open(self) -> IO[str]:
+        if self._file is None:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", encoding="utf-8")
+        return self._file
+
+    @property
+    def written(self) -> bool:
+        return self._file is not None
+
+    def rejected(self, rejected: Rejected) -> None:
+        if self.path is None:
+            return
+        record = {
+            "type": "rejected",
+            "source": rejected.source,
+            "position": rejected.position,
+            "reason": rejected.reason,
+            "error": rejected.error,
+        }
+        self._open().write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self, summary: RunSummary) -> None:
+        if self._file is None:
+            return
+        self._file.write(json.dumps(summary.as_dict()) + "\n")
+        self._file.close()
