@@ -10,6 +10,7 @@ import pytest
 from helpers import wait_for
 from mail import SEED_FIRST, SEED_REPLY, make_email
 from smtp_helpers import Credentials, RecordingHandler, start_smtp, tls_setup
+from test_core_worker import api_requests
 from test_seed_conversation import events, outbox
 
 from producers.enqueue import Enqueuer
@@ -174,3 +175,28 @@ def test_a_link_the_customer_wrote_may_be_quoted_back(r, emulator, worker, enque
     [sent] = wait_for(lambda: outbox(r), what="the clarification")
     assert "shop.example.org/checkout, the page you mentioned?" in sent["message"]
     assert events(r, ("clarification",))[0]["question_replaced"] is False
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "flag"),
+    [
+        ({"Auto-Submitted": "auto-replied"}, "Dana <dana@example.org>", "auto_submitted"),
+        ({"Precedence": "bulk", "List-Id": "<news.example.org>"}, "news@example.org", "bulk"),
+        ({}, "No Reply <no-reply@example.org>", "no_reply"),
+    ],
+)
+def test_robots_get_no_mail_and_are_classified(
+    r, emulator, worker_factory, smtp, headers, sender, flag
+):
+    port, handler, controllers = smtp
+    controllers.append(start_smtp(port, handler))
+    worker = worker_factory(**smtp_env(port))
+    raw = make_email(f"<robot-{flag}@example.org>", SEED_FIRST, sender=sender, headers=headers)
+    res = Enqueuer(worker.settings(), r).enqueue_bytes(raw)
+    [event] = wait_for(lambda: events(r), what="the classification without a question")
+    assert event["thread_id"] == res.thread_id and event["category"] == "OTHER"
+    assert event["no_question_reason"] == f"robot:{flag}"
+    schema = api_requests(emulator)[0]["body"]["output_config"]["format"]["schema"]
+    assert schema["properties"]["action"]["enum"] == ["classify"]
+    time.sleep(1)
+    assert handler.received == [] and r.hlen(keys.REPLIES_PENDING) == 0
