@@ -290,3 +290,15 @@ def test_redis_restart_during_a_run_loses_nothing(emulator, own_redis, tmp_path,
         assert_each_applied_once(client, thread_ids)
     finally:
         worker.process.stop()
+
+
+def test_transient_retries_are_not_mistaken_for_poison(r, emulator, worker_factory):
+    emulator.configure(faults=[{"kind": "overloaded", "match": "case flap-0", "times": 4}])
+    worker = worker_factory(
+        TRIAGE_TASK_MAX_ATTEMPTS="10", TRIAGE_POISON_MAX_ATTEMPTS="2", TRIAGE_API_MAX_RETRIES="0"
+    )
+    thread_id = Enqueuer(worker.settings(), r).enqueue_bytes(customer_email(0, "flap")).thread_id
+    [event] = wait_for(lambda: events(r), 30, "the classification after four 529s")
+    assert event["thread_id"] == thread_id and dead_letters(r) == []
+    retries = [e for e in worker.logs("task.retry") if e.get("thread_id") == thread_id]
+    assert len(retries) == 4

@@ -6,6 +6,7 @@ unexpected errors, bounded by `TRIAGE_TASK_MAX_ATTEMPTS`), or the dead-letter st
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from functools import partial
@@ -111,6 +112,10 @@ def drain_thread(
             log.info("task.done", outcomes=outcomes)
             return outcomes
         except (RetryLater, redis.RedisError, OSError) as exc:
+            # A drain that fails cleanly is bounded by the task's attempts, not counted as poison
+            # (which is for drains that die without getting here).
+            with contextlib.suppress(redis.RedisError, OSError):
+                runtime.resources.store.mark(thread_id, drain_attempts="0")
             retry_or_give_up(
                 task,
                 runtime,
