@@ -44,6 +44,7 @@ def base_env(
             "TRIAGE_RETRY_BACKOFF_SECONDS": "0.2",
             "TRIAGE_RETRY_BACKOFF_MAX_SECONDS": "2",
             "TRIAGE_API_MAX_RETRIES": "2",
+            "TRIAGE_METRICS_PORT": "0",
         }
     )
     env.update(overrides)

@@ -182,9 +182,14 @@ def _register_commands() -> None:
     """Commands owned by other packages: the emulator and the producers' enqueue."""
     from emulator.cli import emulator_command
     from producers.cli import enqueue_command
+    from triage.doctor import doctor
+    from triage.ops import events, thread_list
 
     cli.add_command(emulator_command, name="emulator")
     cli.add_command(enqueue_command, name="enqueue")
+    cli.add_command(doctor, name="doctor")
+    cli.add_command(events, name="events")
+    thread.add_command(thread_list, name="list")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker import tasks
+from worker import metrics, tasks
 from worker.celery_config import celery_config
 from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
 from worker.errors import ConfigError
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> Celery:
 
     def start_sweeper(**_: Any) -> None:
         sweeper.start()
+        metrics.start_server(settings)
 
     def stop_sweeper(**_: Any) -> None:
         sweeper.stop()

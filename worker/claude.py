@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import structlog
 
+from worker import metrics
 from worker.errors import ConfigError, Permanent, RetryLater
 from worker.settings import Settings
 from worker.usage import Usage
@@ -94,6 +95,7 @@ class ClaudeClient:
         except anthropic.AnthropicError as exc:
             error = translate(exc)
             status = getattr(exc, "status_code", None)
+            metrics.record_call(status, None, Usage(), time.perf_counter() - started)
             log.warning(
                 "claude.call",
                 outcome="error",
@@ -109,6 +111,9 @@ class ClaudeClient:
             raise error from exc
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         usage = Usage.from_mapping(message.usage.model_dump())
+        metrics.record_call(
+            raw.http_response.status_code, message.stop_reason, usage, latency_ms / 1000
+        )
         total = prior + usage
         text = "".join(block.text for block in message.content if block.type == "text")
         stop_details = message.stop_details.model_dump() if message.stop_details else None

@@ -23,6 +23,8 @@ RATE_REQUESTS = f"{PREFIX}:ratelimit:requests"
 RATE_INPUT_TOKENS = f"{PREFIX}:ratelimit:input_tokens"
 #: Sorted set thread_id -> since when it has had unprocessed email (the sweeper's work list).
 PENDING = f"{PREFIX}:pending"
+#: Sorted set thread_id -> since when its last decision has been waiting for the customer.
+AWAITING = f"{PREFIX}:threads:awaiting"
 
 
 def thread_meta(thread_id: str) -> str:

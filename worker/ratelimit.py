@@ -18,7 +18,7 @@ from typing import Any
 import redis
 import structlog
 
-from worker import keys
+from worker import keys, metrics
 from worker.errors import RetryLater
 
 log = structlog.get_logger("worker.ratelimit")
@@ -98,6 +98,7 @@ class RateLimiter:
             wait = float(self._script(keys=[k for k, _, _ in self._limits], args=args))
             if wait <= 0:
                 if waited:
+                    metrics.record_ratelimit_wait(waited)
                     log.info(
                         "ratelimit.waited", waited_s=round(waited, 3), input_tokens=input_tokens
                     )

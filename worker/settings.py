@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     events_maxlen: int = Field(default=1_000_000, ge=1000)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_address: str = "0.0.0.0"
 
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")

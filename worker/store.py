@@ -62,6 +62,11 @@ version = version + 1
 redis.call('HSET', KEYS[1], 'version', version, 'updated_at', now, 'drain_attempts', 0)
 redis.call('HSETNX', KEYS[1], 'created_at', now)
 for name, value in pairs(meta) do redis.call('HSET', KEYS[1], name, value) end
+if meta['status'] == 'awaiting_customer' then
+  redis.call('ZADD', KEYS[12], now, ARGV[10])
+elseif meta['status'] then
+  redis.call('ZREM', KEYS[12], ARGV[10])
+end
 for name, value in pairs(usage) do redis.call('HINCRBY', KEYS[1], name, value) end
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[13], '*',
@@ -212,6 +217,7 @@ class ThreadStore:
             reply_key,
             keys.DEAD_LETTERS,
             keys.PENDING,
+            keys.AWAITING,
         ]
         args: list[str | int] = [
             change.expected_version,
@@ -261,6 +267,8 @@ class ThreadStore:
     def mark(self, thread_id: str, **fields: str) -> None:
         """Set status-like fields outside a decision (e.g. a reply that could not be sent)."""
         self._redis.hset(keys.thread_meta(thread_id), mapping=fields)  # type: ignore[arg-type]
+        if fields.get("status", "awaiting_customer") != "awaiting_customer":
+            self._redis.zrem(keys.AWAITING, thread_id)
 
     def touch_schedule(self, thread_id: str, seconds: int) -> None:
         """Refresh the flag before a long step, so the sweeper sees this drainer is alive."""

@@ -16,7 +16,7 @@ import redis
 import structlog
 from pydantic import ValidationError
 
-from worker import keys
+from worker import keys, metrics
 from worker.backoff import compute_backoff
 from worker.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
 from worker.errors import InvalidPayload, Permanent, RetryLater
@@ -80,6 +80,7 @@ def retry_or_give_up(
         cap=settings.retry_backoff_max_seconds,
         retry_after=exc.retry_after if isinstance(exc, RetryLater) else None,
     )
+    metrics.record_retry(task.name, reason)
     log.warning(
         "task.retry",
         attempt=attempt,

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from worker import metrics
 from worker.claude import CallResult, ClaudeClient
 from worker.contract import EmailPayload, ReplyTask
 from worker.conversation import Turn, assistant_turn, check_alternation, user_turn
@@ -165,6 +166,7 @@ class Triage:
             ]
             change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
             if self._store.commit(thread_id, change).ok:
+                metrics.record_emails("dead_lettered", len(letters))
                 log.error("triage.dead_lettered", reason=reason, count=len(letters), error=error)
                 return len(letters)
         raise RetryLater(f"thread {thread_id} kept changing while dead-lettering", reason="busy")
@@ -181,6 +183,9 @@ class Triage:
                 snapshot.version, len(snapshot.inbox), dead_letters=pending.dead_letters
             )
             result = self._store.commit(snapshot.thread_id, change)
+            if result.ok:
+                metrics.record_emails("duplicate", pending.duplicates)
+                metrics.record_emails("dead_lettered", len(pending.dead_letters))
             return None, result.ok and result.remaining == 0
         structlog.contextvars.bind_contextvars(email_ids=[e.message_id for e in pending.emails])
         turn = user_turn(pending.emails, self._settings.max_turn_chars)
@@ -199,6 +204,8 @@ class Triage:
             change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
             result = self._store.commit(snapshot.thread_id, change)
             if result.ok:
+                metrics.record_emails("duplicate", pending.duplicates)
+                metrics.record_emails("dead_lettered", len(letters))
                 log.error("triage.dead_lettered", reason=reason, error=str(exc), count=len(letters))
                 return f"dead_lettered:{reason}", result.remaining == 0
             return None, False
@@ -208,6 +215,11 @@ class Triage:
             log.warning("triage.commit_rejected", status=result.status, version=snapshot.version)
             return None, False
         outcome = self._log_outcome(answer, result.version)
+        kind, _, category = outcome.partition(":")
+        received = [email.received_at for email in pending.emails]
+        metrics.record_emails(kind, len(pending.emails), category or None, received)
+        metrics.record_emails("duplicate", pending.duplicates)
+        metrics.record_emails("dead_lettered", len(pending.dead_letters))
         if change.reply is not None:
             self._publish_reply(ReplyTask.model_validate(change.reply))
         return outcome, result.remaining == 0

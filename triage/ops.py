@@ -1,0 +1,246 @@
+"""On-call commands that read state: `triage thread list` and `triage events tail`.
+
+Readable lines by default, one JSON object per line with `--json` (for scripts and `jq`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import redis
+
+from worker import keys
+
+#: How long one blocking XREAD waits before checking the follow deadline again.
+BLOCK_MS = 500
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _when(value: str | float | None) -> str:
+    try:
+        stamp = float(value) if value not in (None, "") else None
+    except ValueError:
+        return "-"
+    if stamp is None:
+        return "-"
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iter_threads(
+    client: redis.Redis, status: str | None, category: str | None, batch: int = 200
+) -> Iterator[dict[str, str]]:
+    """Threads newest first (by last update), with their meta, filtered by status / category."""
+    start = 0
+    while True:
+        ids = [_text(i) for i in client.zrevrange(keys.THREADS, start, start + batch - 1)]
+        if not ids:
+            return
+        pipe = client.pipeline(transaction=False)
+        for thread_id in ids:
+            pipe.hgetall(keys.thread_meta(thread_id))
+        for thread_id, raw in zip(ids, pipe.execute(), strict=True):
+            if not raw:
+                continue  # expired since it was listed
+            meta = {_text(k): _text(v) for k, v in raw.items()}
+            meta.setdefault("status", "new")
+            if status and meta["status"] != status:
+                continue
+            if category and meta.get("category", "").upper() != category.upper():
+                continue
+            yield {"thread_id": thread_id, **meta}
+        start += batch
+
+
+def thread_line(meta: dict[str, str]) -> str:
+    subject = meta.get("subject", "")
+    subject = subject if len(subject) <= 50 else subject[:49] + "…"
+    return (
+        f"{meta['thread_id']:<24} {meta['status']:<18} {meta.get('category') or '-':<10} "
+        f"{_when(meta.get('updated_at')):<19}  calls={meta.get('calls', '0'):<3} {subject}"
+    )
+
+
+@click.command("list")
+@click.option("--status", help="Only threads with this status (awaiting_customer, classified…).")
+@click.option("--category", help="Only threads classified into this category.")
+@click.option("--limit", default=50, show_default=True, help="At most this many threads.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def thread_list(status: str | None, category: str | None, limit: int, as_json: bool) -> None:
+    """Threads, most recently updated first."""
+    from triage.cli import settings_or_exit
+    from triage.state import open_redis
+
+    client = open_redis(settings_or_exit())
+    shown = 0
+    try:
+        for meta in iter_threads(client, status, category):
+            if shown >= limit:
+                break
+            if as_json:
+                click.echo(json.dumps(meta, ensure_ascii=False))
+            else:
+                if shown == 0:
+                    click.echo(
+                        f"{'THREAD':<24} {'STATUS':<18} {'CATEGORY':<10} {'UPDATED (UTC)':<19}  "
+                        "CALLS     SUBJECT"
+                    )
+                click.echo(thread_line(meta))
+            shown += 1
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis: {exc}") from None
+    if not shown and not as_json:
+        click.echo("no threads", err=True)
+
+
+def decode_event(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
+    """A stream entry as the event document, with its stream id."""
+    decoded = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        payload = json.loads(decoded.get("payload", "{}"))
+    except json.JSONDecodeError:
+        payload = {"payload": decoded.get("payload")}
+    if not isinstance(payload, dict):
+        payload = {"payload": payload}
+    return {"id": _text(entry_id), "type": decoded.get("type"), **payload}
+
+
+def event_line(event: dict[str, Any]) -> str:
+    kind = event.get("type") or "-"
+    detail = ""
+    if kind == "classified":
+        detail = f"{event.get('category')} confidence={event.get('confidence')}"
+    elif kind == "clarification":
+        detail = f"reply={event.get('reply_id')}"
+    elif kind == "escalated":
+        detail = f"refusal={event.get('refusal_category')}"
+    return (
+        f"{event['id']:<17} {_when(event.get('decided_at')):<19}  {kind:<13} "
+        f"thread={event.get('thread_id')}  {detail}"
+    )
+
+
+class EventReader:
+    """Reads `triage:events` plainly (XREAD) or as a consumer group member (XREADGROUP + XACK)."""
+
+    def __init__(self, client: redis.Redis, group: str | None, consumer: str) -> None:
+        self._client = client
+        self._group = group
+        self._consumer = consumer
+        self._last = "$"
+        self._own_pending = True  # a group member first re-reads what it took and never acked
+        if group is not None:
+            try:
+                client.xgroup_create(keys.EVENTS, group, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def backlog(self, count: int) -> list[dict[str, Any]]:
+        """Without a group: the last `count` events, oldest first. With one: the next `count`."""
+        if self._group is not None:
+            return self.read(count, block_ms=None)
+        entries: list[Any] = self._client.xrevrange(keys.EVENTS, count=count)  # type: ignore[assignment]
+        entries.reverse()
+        if entries:
+            self._last = _text(entries[-1][0])
+        else:
+            self._last = "0-0" if not self._client.exists(keys.EVENTS) else "$"
+            if self._last == "$":
+                info: Any = self._client.xinfo_stream(keys.EVENTS)
+                self._last = _text(info["last-generated-id"])
+        return [decode_event(i, f) for i, f in entries]
+
+    def read(self, count: int, block_ms: int | None) -> list[dict[str, Any]]:
+        if self._group is None:
+            streams: dict[Any, Any] = {keys.EVENTS: self._last}
+            response: Any = self._client.xread(streams, count=count, block=block_ms)
+        else:
+            start = "0" if self._own_pending else ">"
+            response = self._client.xreadgroup(
+                self._group,
+                self._consumer,
+                {keys.EVENTS: start},
+                count=count,
+                block=None if self._own_pending else block_ms,
+            )
+        entries = response[0][1] if response else []
+        if self._group is not None and self._own_pending and not entries:
+            self._own_pending = False
+            return self.read(count, block_ms)
+        events = [decode_event(i, f) for i, f in entries]
+        if entries and self._group is None:
+            self._last = _text(entries[-1][0])
+        return events
+
+    def ack(self, events: list[dict[str, Any]]) -> None:
+        if self._group is not None and events:
+            self._client.xack(keys.EVENTS, self._group, *[event["id"] for event in events])
+
+
+@click.command("tail")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--group", help="Read as this consumer group (created at the stream start).")
+@click.option("--consumer", default="triage-cli", show_default=True, help="Consumer name.")
+@click.option("--count", default=10, show_default=True, help="Events to print first.")
+@click.option(
+    "--max-wait",
+    type=float,
+    default=None,
+    help="With --follow: exit after this many seconds without a new event (for scripts).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events_tail(
+    follow: bool,
+    group: str | None,
+    consumer: str,
+    count: int,
+    max_wait: float | None,
+    as_json: bool,
+) -> None:
+    """Classification events from the `triage:events` stream.
+
+    Without --group: the last COUNT events (then new ones with --follow). With --group: the next
+    COUNT events not yet delivered to the group, each acknowledged once printed, so several tails
+    (or a downstream consumer) in one group share the stream and a restart resumes where it left.
+    """
+    from triage.cli import settings_or_exit
+    from triage.state import open_redis
+
+    client = open_redis(settings_or_exit())
+
+    def show(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            click.echo(json.dumps(event, ensure_ascii=False) if as_json else event_line(event))
+        reader.ack(events)
+
+    try:
+        reader = EventReader(client, group, consumer)
+        show(reader.backlog(count))
+        if not follow:
+            return
+        last_seen = time.monotonic()
+        while max_wait is None or time.monotonic() - last_seen < max_wait:
+            events = reader.read(100, BLOCK_MS)
+            if events:
+                show(events)
+                last_seen = time.monotonic()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis: {exc}") from None
+    except KeyboardInterrupt:
+        return
+
+
+@click.group("events")
+def events() -> None:
+    """Read the classification event stream."""
+
+
+events.add_command(events_tail)
