@@ -178,6 +178,22 @@ def dlq_purge(yes: bool) -> None:
     click.echo(f"{stream.purge()} dead letters deleted")
 
 
+@cli.command()
+@click.option("--since", default="7d", show_default=True, help="7d, 12h or an ISO date (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def stats(since: str, as_json: bool) -> None:
+    """Emails and threads by outcome and category, clarification rate, tokens and cost."""
+    from triage.stats import collect, parse_since, render
+
+    try:
+        start = parse_since(since)
+    except ValueError:
+        message = f"{since!r} is not 7d, 12h or an ISO date"
+        raise click.BadParameter(message, param_hint="--since") from None
+    result = collect(settings_or_exit(), start)
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+
 def _register_commands() -> None:
     """Commands owned by other packages: the emulator and the producers' enqueue."""
     from emulator.cli import emulator_command

@@ -69,3 +69,13 @@ def reply_sent(reply_id: str) -> str:
 def reply_sending(reply_id: str) -> str:
     """Short-lived claim held while one worker talks SMTP for this reply (no parallel sends)."""
     return f"{PREFIX}:reply:{reply_id}:sending"
+
+
+def ledger_day(day: str) -> str:
+    """Hash of one UTC day's usage: fields `model|category|counter` (see `worker.ledger`)."""
+    return f"{PREFIX}:ledger:{day}"
+
+
+def ledger_thread(thread_id: str) -> str:
+    """Hash of one thread's usage and cost over every call, failed decisions included."""
+    return f"{PREFIX}:ledger:thread:{thread_id}"

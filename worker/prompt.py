@@ -31,13 +31,11 @@ Categories:
 
 {clarify_policy}"""
 
-CLARIFY_ALLOWED = (
+CLARIFY_POLICY = (
     "Ask at most one question at a time, and only when the category cannot be told apart; "
-    "prefer classifying."
-)
-CLARIFY_EXHAUSTED = (
-    "The customer has already been asked the allowed number of clarifying questions: you must "
-    "classify now, using OTHER or the closest category when unsure."
+    "prefer classifying. When the response format only allows \"classify\" (the customer was "
+    "already asked, or the sender is an automated system), you must classify, using OTHER or the "
+    "closest category when unsure."
 )
 
 
@@ -47,13 +45,14 @@ def render_categories(categories: list[Category]) -> str:
     )
 
 
-def system_prompt(template: str, categories: list[Category], may_clarify: bool) -> str:
-    """Fill the template's `{categories}` and `{clarify_policy}` placeholders (if present)."""
-    policy = CLARIFY_ALLOWED if may_clarify else CLARIFY_EXHAUSTED
+def system_prompt(template: str, categories: list[Category]) -> str:
+    """Fill the template's `{categories}` and `{clarify_policy}` placeholders (if present).
+
+    The same text for every turn of every thread: whether a question is still allowed is said by
+    the schema alone, so the system prompt stays a cacheable prefix.
+    """
     text = template.replace("{categories}", render_categories(categories))
-    if "{clarify_policy}" in text:
-        return text.replace("{clarify_policy}", policy)
-    return f"{text.rstrip()}\n\n{policy}" if not may_clarify else text
+    return text.replace("{clarify_policy}", CLARIFY_POLICY)
 
 
 def load_template(settings: Settings) -> str:
@@ -93,7 +92,7 @@ def build_request(
     request: dict[str, Any] = {
         "model": settings.model,
         "max_tokens": max_tokens,
-        "system": system_prompt(template, settings.categories, may_clarify),
+        "system": system_prompt(template, settings.categories),
         "messages": messages,
         "output_config": {
             "format": {

@@ -12,6 +12,7 @@ import redis
 from worker.claude import ClaudeClient, make_client
 from worker.contract import ReplyTask
 from worker.deadletters import DeadLetterStream
+from worker.ledger import Ledger
 from worker.ratelimit import RateLimiter
 from worker.replies import load_reply_template
 from worker.settings import Settings
@@ -78,7 +79,14 @@ class Runtime:
         return Resources(
             redis=client,
             store=store,
-            triage=Triage(settings, store, claude, self._publish_reply, limiter(settings, client)),
+            triage=Triage(
+                settings,
+                store,
+                claude,
+                self._publish_reply,
+                limiter(settings, client),
+                Ledger(client, settings.prices, settings.thread_ttl_seconds),
+            ),
             transport=make_transport(settings, client),
             reply_template=load_reply_template(settings),
             dead_letters=DeadLetterStream(client),

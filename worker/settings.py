@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from worker.errors import ConfigError
+from worker.pricing import DEFAULT_PRICES, ModelPrice
 
 ENV_PREFIX = "TRIAGE_"
 LABEL_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
@@ -95,6 +96,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     events_maxlen: int = Field(default=1_000_000, ge=1000)
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    history_token_budget: int = Field(default=50_000, ge=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"
 
@@ -113,6 +116,12 @@ class Settings(BaseSettings):
         else:
             parsed = [name for name in (part.strip() for part in text.split(",")) if name]
         return [{"name": item} if isinstance(item, str) else item for item in parsed]
+
+    @field_validator("prices", mode="after")
+    @classmethod
+    def _prices_extend_defaults(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        """`TRIAGE_PRICES` adds or overrides models; the built-in rates stay for the rest."""
+        return {**DEFAULT_PRICES, **value}
 
     @field_validator("categories")
     @classmethod

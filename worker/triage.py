@@ -22,8 +22,10 @@ from worker.contract import EmailPayload, ReplyTask
 from worker.conversation import Turn, assistant_turn, check_alternation, user_turn
 from worker.decision import Decision, parse_decision
 from worker.errors import Permanent, RetryLater, Truncated
+from worker.ledger import Ledger
 from worker.mailthread import references_chain, reply_message_id, reply_subject
 from worker.prompt import build_request, load_template
+from worker.pruning import prune
 from worker.ratelimit import RateLimiter, estimate_input_tokens
 from worker.relay import check_question
 from worker.settings import Settings
@@ -128,12 +130,14 @@ class Triage:
         claude: ClaudeClient,
         publish_reply: Callable[[ReplyTask], None],
         limiter: RateLimiter,
+        ledger: Ledger,
     ) -> None:
         self._settings = settings
         self._store = store
         self._claude = claude
         self._publish_reply = publish_reply
         self._limiter = limiter
+        self._ledger = ledger
         self._template = load_template(settings)
 
     def drain(self, thread_id: str) -> list[str]:
@@ -228,17 +232,28 @@ class Triage:
         """One call; a truncated reply is never used: one retry with twice the budget, then fail."""
         budget = self._settings.max_tokens
         spent = Usage()
+        sent = self._within_budget(messages, may_clarify)
         for calls in (1, 2):
-            request = build_request(self._settings, self._template, messages, may_clarify, budget)
+            request = build_request(self._settings, self._template, sent, may_clarify, budget)
             self._limiter.acquire(estimate_input_tokens(request))
             self._store.touch_schedule(thread_id, self._settings.visibility_timeout_seconds)
             result = self._claude.call(request, prior + spent)
             spent = spent + result.usage
             if result.stop_reason == "end_turn":
-                decision = parse_decision(result.text, self._settings.category_names, may_clarify)
+                try:
+                    decision = parse_decision(
+                        result.text, self._settings.category_names, may_clarify
+                    )
+                except Permanent:
+                    self._ledger.record(thread_id, result.model, "INVALID", result.usage)
+                    raise
+                label = "CLARIFY" if decision.is_clarify else decision.category
+                self._ledger.record(thread_id, result.model, label, result.usage)
                 return Answer(result, decision, spent, calls)
             if result.stop_reason == "refusal":
+                self._ledger.record(thread_id, result.model, "ESCALATED", result.usage)
                 return Answer(result, None, spent, calls)
+            self._ledger.record(thread_id, result.model, "TRUNCATED", result.usage)
             if result.stop_reason not in TRUNCATED_STOPS:
                 raise Permanent(
                     f"unexpected stop_reason {result.stop_reason!r}", reason="unexpected_stop"
@@ -246,6 +261,20 @@ class Triage:
             log.warning("triage.truncated", stop_reason=result.stop_reason, max_tokens=budget)
             budget = min(budget * 2, MAX_TOKENS_CEILING)
         raise Truncated(f"reply truncated twice (stop_reason {result.stop_reason!r})")
+
+    def _within_budget(self, messages: list[Turn], may_clarify: bool) -> list[Turn]:
+        """The array to send: pruned (see `worker.pruning`) when over the history budget."""
+
+        def size(candidate: list[Turn]) -> int:
+            request = build_request(
+                self._settings, self._template, candidate, may_clarify, self._settings.max_tokens
+            )
+            return estimate_input_tokens(request)
+
+        sent, elided = prune(messages, self._settings.history_token_budget, size)
+        if elided:
+            log.info("triage.pruned", elided_turns=elided, turns_sent=len(sent))
+        return sent
 
     def _decision_commit(
         self,
