@@ -1,0 +1,160 @@
+"""Token economy of a 3-turn thread: input tokens and cost with/without caching and quote stripping.
+
+    .venv/bin/python -m bench.economy [--threads 10] [--body-words 60 1200]
+
+Each thread is three customer emails (a vague one, then two replies that quote everything before
+them, as mail clients do); after the first, the worker asks a question (max 2 here), then
+classifies. The triage core runs in this process against the emulator over HTTP (the real SDK)
+and real Redis: the same code path as the worker, without Celery, so the figures are exact.
+Per combination of prompt caching (on/off) and quoted-history stripping (on/off, by feeding the
+replies' raw text or the parser's stripped text), it prints the input tokens sent per thread
+(total, of which cache writes and cache reads) and the cost per thread from the price table.
+The emulator's minimum cacheable prefix is 1024 tokens (Haiku 4.5's is larger): short emails
+show no caching at all, which is what happens in reality too; long ones show the saving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any
+
+import redis
+import structlog
+
+from bench.common import redis_base
+from emulator.config import EmulatorConfig
+from emulator.server import EmulatorThread
+from producers.parse import parse_email
+from producers.submit import Submitter, producer_app
+from worker.claude import ClaudeClient, make_client
+from worker.ledger import Ledger
+from worker.ratelimit import RateLimiter
+from worker.settings import Settings
+from worker.store import ThreadStore
+from worker.triage import Triage
+
+OPENING = "Hi, my thing isn't working since this morning. Can you help?"
+REPLIES = [
+    "It is the subscription page: I was charged twice this month.",
+    "Also the second charge shows a different amount on my invoice.",
+]
+
+
+def filler(words: int) -> str:
+    base = "Here is some more context about my account and what I tried so far."
+    text = " ".join([base] * max(1, words // 13))
+    return f"\n\n{text}" if words else ""
+
+
+def raw_email(message_id: str, body: str, in_reply_to: str | None, quoted: str) -> bytes:
+    headers = (
+        f"From: Dana <dana@example.org>\r\nTo: support@example.com\r\nSubject: Help\r\n"
+        f"Message-ID: {message_id}\r\n"
+    )
+    if in_reply_to:
+        headers += f"In-Reply-To: {in_reply_to}\r\n"
+    quote = ""
+    if quoted:
+        quote = "\r\n\r\nOn Mon, 23 Nov 2026, Support wrote:\r\n" + "\r\n".join(
+            "> " + line for line in quoted.splitlines()
+        )
+    return f"{headers}\r\n{body}{quote}\r\n".encode()
+
+
+def run_combo(
+    base: str, emulator_url: str, threads: int, words: int, caching: bool, strip: bool
+) -> dict[str, Any]:
+    state, broker = f"{base}/11", f"{base}/12"
+    client = redis.Redis.from_url(state)
+    client.flushdb()
+    os.environ.update(
+        {
+            "TRIAGE_REDIS_URL": state,
+            "TRIAGE_BROKER_URL": broker,
+            "ANTHROPIC_API_KEY": "sk-bench",
+            "ANTHROPIC_BASE_URL": emulator_url,
+            "TRIAGE_PROMPT_CACHING": "true" if caching else "false",
+            "TRIAGE_MAX_CLARIFICATIONS": "2",
+        }
+    )
+    settings = Settings()
+    store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
+    ledger = Ledger(client, settings.prices, settings.thread_ttl_seconds)
+    triage = Triage(
+        settings,
+        store,
+        ClaudeClient(make_client(settings)),
+        lambda reply: None,  # replies are not sent in this benchmark
+        RateLimiter(client, 0, 0, 1.0, 0),
+        ledger,
+    )
+    submitter = Submitter(settings, client, producer_app(settings))
+    submitter._publish_drain = lambda thread_id: None  # type: ignore[method-assign]
+    per_thread: list[dict[str, int]] = []
+    for t in range(threads):
+        history = ""
+        previous: str | None = None
+        thread_id = ""
+        for turn, text in enumerate([OPENING, *REPLIES]):
+            body = text + filler(words)
+            message_id = f"<eco-{t}-{turn}-{caching}-{strip}@example.org>"
+            raw = raw_email(message_id, body, previous, history)
+            parsed = parse_email(raw)
+            if not strip:  # what the model would see without quoted-history stripping
+                full = raw.decode().split("\r\n\r\n", 1)[1].replace("\r\n", "\n").strip()
+                parsed = parsed.__class__(**{**parsed.__dict__, "text": full})
+            thread_id = submitter.submit(parsed).thread_id
+            triage.drain(thread_id)
+            history = f"{body}\n{history}" if history else body
+            previous = message_id
+        per_thread.append(ledger.thread(thread_id))
+    sums = {k: sum(row.get(k, 0) for row in per_thread) / threads for k in per_thread[0]}
+    total_input = (
+        sums.get("input_tokens", 0)
+        + sums.get("cache_creation_input_tokens", 0)
+        + sums.get("cache_read_input_tokens", 0)
+    )
+    return {
+        "body_words": words,
+        "caching": caching,
+        "quote_stripping": strip,
+        "calls_per_thread": sums.get("calls", 0),
+        "input_tokens_per_thread": round(total_input),
+        "cache_write_tokens": round(sums.get("cache_creation_input_tokens", 0)),
+        "cache_read_tokens": round(sums.get("cache_read_input_tokens", 0)),
+        "output_tokens": round(sums.get("output_tokens", 0)),
+        "cost_usd_per_thread": round(sums.get("cost_micro_usd", 0) / 1e6, 6),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=10)
+    parser.add_argument("--body-words", type=int, nargs="+", default=[60, 1200])
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    rows = []
+    with EmulatorThread(EmulatorConfig(cache_min_tokens=1024)) as emulator, redis_base() as base:
+        for words in args.body_words:
+            for caching in (True, False):
+                for strip in (True, False):
+                    emulator.reset()
+                    row = run_combo(base, emulator.base_url, args.threads, words, caching, strip)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    print()
+    header = "words  caching  stripping  input tok/thread  cache write  cache read  cost $/thread"
+    print(header)
+    for row in rows:
+        print(
+            f"{row['body_words']:<6} {row['caching']!s:<8} {row['quote_stripping']!s:<10} "
+            f"{row['input_tokens_per_thread']:<16} {row['cache_write_tokens']:<12} "
+            f"{row['cache_read_tokens']:<11} {row['cost_usd_per_thread']:.6f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
