@@ -2,7 +2,8 @@
 
 Two views, both written by one pipeline right after each call (failed calls bill nothing):
 - per day x model x category: hash `triage:ledger:{YYYY-MM-DD}`, fields `model|category|counter`;
-  `category` is the decision's label, or CLARIFY, ESCALATED, TRUNCATED, INVALID;
+  `category` is the decision's label, or CLARIFY, ESCALATED, TRUNCATED, INVALID,
+  UNEXPECTED_STOP;
 - per thread: hash `triage:ledger:thread:{id}` (expires with the thread).
 Costs are stored in micro-USD (integers), from the price table in settings.
 """

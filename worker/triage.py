@@ -253,8 +253,10 @@ class Triage:
             if result.stop_reason == "refusal":
                 self._ledger.record(thread_id, result.model, "ESCALATED", result.usage)
                 return Answer(result, None, spent, calls)
-            self._ledger.record(thread_id, result.model, "TRUNCATED", result.usage)
-            if result.stop_reason not in TRUNCATED_STOPS:
+            truncated = result.stop_reason in TRUNCATED_STOPS
+            label = "TRUNCATED" if truncated else "UNEXPECTED_STOP"
+            self._ledger.record(thread_id, result.model, label, result.usage)
+            if not truncated:
                 raise Permanent(
                     f"unexpected stop_reason {result.stop_reason!r}", reason="unexpected_stop"
                 )
