@@ -99,7 +99,7 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     envvar="EMULATOR_FAULT",
     metavar="KIND:RATE",
     help="Inject a fault (rate_limit, overloaded, api_error, reset, max_tokens, "
-    "refusal) with a probability; repeatable.",
+    "refusal, expired) with a probability; repeatable.",
 )
 @click.option(
     "--rpm", default=None, type=int, envvar="EMULATOR_RPM", help="Requests-per-minute limit."
@@ -134,6 +134,14 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     envvar="EMULATOR_ACCEPT_ANY_MODEL",
     help="Also accept unknown model ids starting with 'claude-'.",
 )
+@click.option(
+    "--batch-delay-s",
+    default=2.0,
+    type=float,
+    envvar="EMULATOR_BATCH_DELAY_S",
+    show_default=True,
+    help="Seconds after creation at which a Message Batch ends (0: at once).",
+)
 def emulator_command(
     host: str,
     port: int,
@@ -147,6 +155,7 @@ def emulator_command(
     cache_min_tokens: int,
     api_key: str | None,
     accept_any_model: bool,
+    batch_delay_s: float,
 ) -> None:
     """Run an offline, deterministic Claude Messages-API emulator."""
     configure_logging(json_lines=not sys.stdout.isatty())
@@ -162,6 +171,7 @@ def emulator_command(
             cache_min_tokens=cache_min_tokens,
             api_key=api_key,
             accept_any_model=accept_any_model,
+            batch_delay_s=batch_delay_s,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

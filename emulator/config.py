@@ -12,7 +12,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FaultKind = Literal[
-    "rate_limit", "overloaded", "api_error", "reset", "max_tokens", "refusal", "obey_injection"
+    "rate_limit",
+    "overloaded",
+    "api_error",
+    "reset",
+    "max_tokens",
+    "refusal",
+    "obey_injection",
+    "expired",
 ]
 FAULT_KINDS: tuple[str, ...] = (
     "rate_limit",
@@ -22,6 +29,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "max_tokens",
     "refusal",
     "obey_injection",
+    "expired",
 )
 
 DEFAULT_PREFILL_MODELS: tuple[str, ...] = (
@@ -42,6 +50,8 @@ class FaultRule(BaseModel):
     (case-insensitive), so one conversation can be made to fail while others succeed.
     `obey_injection` plays a model that fell for a prompt injection: it asks `text` as its
     clarifying question (whatever that contains), so callers can test what they let through.
+    `expired` only applies to Message Batch requests (the request ends `expired`); `reset` only
+    applies to /v1/messages (a batch has no connection to drop).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,6 +85,13 @@ class EmulatorConfig(BaseModel):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     #: Prompts larger than this are answered 400 "prompt is too long", as the real API does.
     context_window_tokens: int = Field(default=200_000, ge=1)
+    #: A Message Batch ends this many seconds after it is created (0: at once).
+    batch_delay_s: float = Field(default=2.0, ge=0.0)
+    #: Limits of POST /v1/messages/batches (the real API's: 256 MB, 100,000 requests).
+    batch_max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    batch_max_requests: int = Field(default=100_000, ge=1)
+    #: Batches kept in memory; the oldest are forgotten beyond this.
+    max_batches: int = Field(default=1_000, ge=1)
 
     def updated(self, **fields: Any) -> EmulatorConfig:
         """Return a re-validated copy with `fields` changed (unknown names are rejected)."""

@@ -11,10 +11,23 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from emulator.config import EmulatorConfig, FaultRule
+
+#: Fault kinds answered with an API error: kind -> (error type, message).
+FAULT_ERRORS: dict[str, tuple[str, str]] = {
+    "rate_limit": (
+        "rate_limit_error",
+        "This request would exceed your organization's rate limit (injected fault).",
+    ),
+    "overloaded": ("overloaded_error", "Overloaded"),
+    "api_error": ("api_error", "Internal server error"),
+}
+#: Kinds that mean nothing for one of the two request paths, so never fire (or count) there.
+MESSAGES_ONLY_KINDS = frozenset({"reset"})
+BATCH_ONLY_KINDS = frozenset({"expired"})
 
 
 def body_digest(raw: bytes) -> str:
@@ -56,13 +69,23 @@ class FaultPlanner:
             self._occurrences[digest] = occurrence + 1
             return occurrence
 
-    def plan(self, config: EmulatorConfig, digest: str, user_text: str) -> Plan:
-        """Decide delay and fault for the next occurrence of this body."""
+    def plan(
+        self,
+        config: EmulatorConfig,
+        digest: str,
+        user_text: str,
+        *,
+        skip_kinds: Collection[str] = BATCH_ONLY_KINDS,
+    ) -> Plan:
+        """Decide delay and fault for the next occurrence of this body.
+
+        Rules whose kind is in `skip_kinds` are ignored (batch-only kinds on /v1/messages).
+        """
         occurrence = self.next_occurrence(digest)
         delay_ms = config.latency_ms
         if config.jitter_ms > 0:
             delay_ms += _rng(config.seed, digest, occurrence, "jitter").uniform(0, config.jitter_ms)
-        rule = self._pick(config.seed, config.faults, digest, occurrence, user_text)
+        rule = self._pick(config.seed, config.faults, digest, occurrence, user_text, skip_kinds)
         if rule is None:
             return Plan(occurrence, delay_ms / 1000.0, None)
         return Plan(occurrence, delay_ms / 1000.0, rule.kind, rule.text)
@@ -74,9 +97,12 @@ class FaultPlanner:
         digest: str,
         occurrence: int,
         user_text: str,
+        skip_kinds: Collection[str],
     ) -> FaultRule | None:
         lowered = user_text.lower()
         for index, rule in enumerate(rules):
+            if rule.kind in skip_kinds:
+                continue
             if rule.match is not None and rule.match.lower() not in lowered:
                 continue
             if _rng(seed, digest, occurrence, f"fault:{index}").random() >= rule.rate:

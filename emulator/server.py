@@ -19,11 +19,11 @@ import pydantic
 import structlog
 from aiohttp import web
 
-from emulator import respond
+from emulator import batches, respond
 from emulator.brain import user_text
 from emulator.config import EmulatorConfig
 from emulator.errors import RETRYABLE_STATUS, ApiError, invalid
-from emulator.faults import body_digest
+from emulator.faults import FAULT_ERRORS, body_digest
 from emulator.state import EmulatorState, safe_headers
 from emulator.streaming import encode_sse, sse_events
 from emulator.tokens import count_prompt
@@ -34,15 +34,6 @@ __all__ = ["STATE_KEY", "EmulatorThread", "create_app"]
 log = structlog.get_logger("emulator")
 
 STATE_KEY = web.AppKey("emulator_state", EmulatorState)
-
-FAULT_ERRORS: dict[str, tuple[str, str]] = {
-    "rate_limit": (
-        "rate_limit_error",
-        "This request would exceed your organization's rate limit (injected fault).",
-    ),
-    "overloaded": ("overloaded_error", "Overloaded"),
-    "api_error": ("api_error", "Internal server error"),
-}
 
 
 @dataclass
@@ -200,9 +191,13 @@ def _record_entry(
 
 
 async def _parse(
-    request: web.Request, config: EmulatorConfig, holder: dict[str, Any]
+    request: web.Request,
+    config: EmulatorConfig,
+    holder: dict[str, Any],
+    *,
+    limit: int | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
-    raw = await _read_body(request, config.max_body_bytes)
+    raw = await _read_body(request, config.max_body_bytes if limit is None else limit)
     try:
         holder["body"] = json.loads(raw)
     except (ValueError, RecursionError):
@@ -285,6 +280,108 @@ async def _count_tokens(request: web.Request) -> web.StreamResponse:
     return await _recorded(request, _count_tokens_inner)
 
 
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _batch(request: web.Request) -> batches.Batch:
+    """The batch named in the path, processed first if it is due."""
+    state = request.app[STATE_KEY]
+    batch = state.batches.get(request.match_info["batch_id"])
+    state.batches.advance(batch, config=state.config, cache=state.cache, planner=state.planner)
+    return batch
+
+
+async def _create_batch_inner(request: web.Request, holder: dict[str, Any]) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    config = state.config
+    _, body = await _parse(request, config, holder, limit=config.batch_max_body_bytes)
+    parsed = batches.parse_create_body(body, config)
+    batch = state.batches.create(config, parsed)
+    state.batches.advance(batch, config=config, cache=state.cache, planner=state.planner)
+    return _json_response(batch.to_json(_base_url(request)))
+
+
+async def _create_batch(request: web.Request) -> web.StreamResponse:
+    return await _recorded(request, _create_batch_inner)
+
+
+async def _retrieve_batch(request: web.Request) -> web.StreamResponse:
+    _check_headers(request, request.app[STATE_KEY].config)
+    return _json_response(_batch(request).to_json(_base_url(request)))
+
+
+def _query_limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return batches.LIST_DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise invalid("limit: Input should be a valid integer") from None
+    if not 1 <= limit <= batches.LIST_MAX_LIMIT:
+        raise invalid(f"limit: Input should be between 1 and {batches.LIST_MAX_LIMIT}")
+    return limit
+
+
+async def _list_batches(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    config = state.config
+    _check_headers(request, config)
+    limit = _query_limit(request)
+    before_id = request.query.get("before_id")
+    after_id = request.query.get("after_id")
+    if before_id is not None and after_id is not None:
+        raise invalid("before_id and after_id cannot both be set")
+    everything = state.batches.newest_first()
+    page, has_more = batches.list_page(
+        everything, limit=limit, before_id=before_id, after_id=after_id
+    )
+    for batch in page:
+        state.batches.advance(batch, config=config, cache=state.cache, planner=state.planner)
+    base_url = _base_url(request)
+    return _json_response(
+        {
+            "data": [batch.to_json(base_url) for batch in page],
+            "has_more": has_more,
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+        }
+    )
+
+
+async def _cancel_batch(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    _check_headers(request, state.config)
+    batch = state.batches.get(request.match_info["batch_id"])
+    state.batches.cancel(batch, config=state.config, cache=state.cache, planner=state.planner)
+    return _json_response(batch.to_json(_base_url(request)))
+
+
+async def _delete_batch(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    _check_headers(request, state.config)
+    batch = _batch(request)
+    if batch.ended_at is None:
+        raise invalid(
+            f"message_batch {batch.id} cannot be deleted while it is {batch.status}; "
+            "cancel it and wait for it to end first"
+        )
+    state.batches.delete(batch.id)
+    return _json_response({"id": batch.id, "type": "message_batch_deleted"})
+
+
+async def _batch_results(request: web.Request) -> web.StreamResponse:
+    _check_headers(request, request.app[STATE_KEY].config)
+    batch = _batch(request)
+    if batch.ended_at is None:
+        raise invalid(
+            f"message_batch {batch.id} has not finished processing ({batch.status}); "
+            "results are available once processing_status is 'ended'"
+        )
+    return web.Response(body=batch.results_jsonl(), content_type="application/x-jsonl")
+
+
 async def _get_config(request: web.Request) -> web.StreamResponse:
     return _json_response(request.app[STATE_KEY].config.public_dict())
 
@@ -316,6 +413,12 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     app[STATE_KEY] = EmulatorState(config or EmulatorConfig())
     app.router.add_post("/v1/messages", _messages)
     app.router.add_post("/v1/messages/count_tokens", _count_tokens)
+    app.router.add_post("/v1/messages/batches", _create_batch)
+    app.router.add_get("/v1/messages/batches", _list_batches)
+    app.router.add_get("/v1/messages/batches/{batch_id}", _retrieve_batch)
+    app.router.add_delete("/v1/messages/batches/{batch_id}", _delete_batch)
+    app.router.add_post("/v1/messages/batches/{batch_id}/cancel", _cancel_batch)
+    app.router.add_get("/v1/messages/batches/{batch_id}/results", _batch_results)
     app.router.add_get("/_emulator/config", _get_config)
     app.router.add_post("/_emulator/config", _post_config)
     app.router.add_post("/_emulator/reset", _reset)

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from emulator.batches import BatchStore
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultPlanner
 from emulator.ratelimit import RateLimiter
@@ -34,6 +35,7 @@ class EmulatorState:
         self.cache = PromptCache()
         self.limiter = RateLimiter()
         self.planner = FaultPlanner()
+        self.batches = BatchStore()
 
     @property
     def config(self) -> EmulatorConfig:
@@ -59,6 +61,8 @@ class EmulatorState:
             self.cache.clear()
             self.limiter.reset()
             self.planner.reset()
+        # Outside `_lock`: batch processing may run while the store's own lock is held.
+        self.batches.clear()
 
     def next_ids(self) -> tuple[str, str]:
         """Deterministic (request id, message id) from the seed and a counter."""

@@ -33,7 +33,7 @@ Categories:
 
 CLARIFY_POLICY = (
     "Ask at most one question at a time, and only when the category cannot be told apart; "
-    "prefer classifying. When the response format only allows \"classify\" (the customer was "
+    'prefer classifying. When the response format only allows "classify" (the customer was '
     "already asked, or the sender is an automated system), you must classify, using OTHER or the "
     "closest category when unsure."
 )
