@@ -43,9 +43,12 @@ def limits_from(settings: Settings) -> ParseLimits:
 class Enqueuer:
     """Parses, threads, dedupes and enqueues; build one per process and reuse it."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis | None = None, hold_for_batch: bool = False
+    ) -> None:
         self._redis = client or redis.Redis.from_url(settings.redis_url, socket_timeout=15)
-        self._submitter = Submitter(settings, self._redis, producer_app(settings))
+        app = producer_app(settings)
+        self._submitter = Submitter(settings, self._redis, app, hold_for_batch)
         self._dead_letters = DeadLetterStream(self._redis)
         self.limits = limits_from(settings)
 

@@ -30,13 +30,17 @@ end
 local schedule = false
 if fresh or redis.call('LLEN', KEYS[2]) > 0 then
   redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[1])
-  schedule = redis.call('SET', KEYS[3], 'queued:' .. ARGV[5], 'NX', 'EX', ARGV[4])
+  schedule = redis.call('SET', KEYS[3], ARGV[6] .. ':' .. ARGV[5], 'NX', 'EX', ARGV[4])
 end
 local status = 'duplicate'
 if fresh then status = 'enqueued' end
 if schedule then return {status, 1} end
 return {status, 0}
 """
+
+
+#: How long a thread may be held for a batch (results come within 24 h).
+BATCH_HOLD_SECONDS = 25 * 3600
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,16 @@ def producer_app(settings: Settings) -> Celery:
 
 
 class Submitter:
-    def __init__(self, settings: Settings, client: redis.Redis, app: Celery) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis, app: Celery, hold_for_batch: bool = False
+    ) -> None:
+        """With `hold_for_batch`, a new thread is held for the Batches API (flag `batch:<t>`)
+        instead of getting a drain task; `Submitted.scheduled` then means "held"."""
         self._settings = settings
         self._redis = client
         self._app = app
         self._submit = client.register_script(SUBMIT_LUA)
+        self._hold = hold_for_batch
 
     def resolve_thread(self, email: ParsedEmail) -> str:
         """In-Reply-To, then References newest first, against the index; else a new thread.
@@ -110,11 +119,12 @@ class Submitter:
                 thread_id,
                 payload.model_dump_json(),
                 self._settings.thread_ttl_seconds,
-                self._settings.visibility_timeout_seconds,
+                BATCH_HOLD_SECONDS if self._hold else self._settings.visibility_timeout_seconds,
                 f"{time.time():.3f}",
+                "batch" if self._hold else "queued",
             ],
         )
-        if scheduled:
+        if scheduled and not self._hold:
             self._publish_drain(thread_id)
         status = status.decode() if isinstance(status, bytes) else str(status)
         return Submitted(status, thread_id, email.message_id, bool(scheduled))

@@ -194,6 +194,31 @@ def stats(since: str, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else render(result))
 
 
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--via", type=click.Choice(["batch", "queue"]), default="batch", show_default=True)
+@click.option("--wait/--no-wait", default=True, help="Wait for the batches and apply them now.")
+@click.option("--poll-seconds", default=30.0, show_default=True)
+@click.option("--max-requests", default=100_000, show_default=True, help="Requests per batch.")
+def backlog(
+    paths: tuple[str, ...], via: str, wait: bool, poll_seconds: float, max_requests: int
+) -> None:
+    """Triage a backlog's first turns through the Message Batches API (half price).
+
+    PATHS are read like `triage enqueue` (.eml, directories, mbox, Maildir, JSONL, -). Batches
+    submitted by an interrupted or --no-wait run are resumed first; with no PATHS, only that.
+    """
+    from triage.backlog import run as run_backlog
+
+    settings = settings_or_exit()
+    configure_cli_logging(settings.model_copy(update={"log_level": "WARNING"}))
+    report = run_backlog(settings, list(paths), via, wait, poll_seconds, max_requests)
+    applied = ", ".join(f"{k} {v}" for k, v in sorted(report.applied.items())) or "none"
+    click.echo(
+        f"batches {len(report.batches)}; applied: {applied}; sent to the queue: {report.requeued}"
+    )
+
+
 def _register_commands() -> None:
     """Commands owned by other packages: the emulator and the producers' enqueue."""
     from emulator.cli import emulator_command

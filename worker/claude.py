@@ -7,6 +7,7 @@ one `claude.call` log event with its token counts and request id (never the key,
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,6 @@ class ClaudeClient:
             raw.http_response.status_code, message.stop_reason, usage, latency_ms / 1000
         )
         total = prior + usage
-        text = "".join(block.text for block in message.content if block.type == "text")
-        stop_details = message.stop_details.model_dump() if message.stop_details else None
         log.info(
             "claude.call",
             outcome="ok",
@@ -130,12 +129,77 @@ class ClaudeClient:
             thread_input_tokens=total.total_input_tokens,
             thread_output_tokens=total.output_tokens,
         )
-        return CallResult(
-            text=text,
-            stop_reason=message.stop_reason,
-            stop_details=stop_details,
-            usage=usage,
-            request_id=message._request_id,
-            model=message.model,
-            latency_ms=latency_ms,
-        )
+        return call_result(message, latency_ms)
+
+
+def call_result(message: Any, latency_ms: float) -> CallResult:
+    """What the triage step needs from an SDK `Message` (from a call or a batch result)."""
+    text = "".join(block.text for block in message.content if block.type == "text")
+    return CallResult(
+        text=text,
+        stop_reason=message.stop_reason,
+        stop_details=message.stop_details.model_dump() if message.stop_details else None,
+        usage=Usage.from_mapping(message.usage.model_dump()),
+        request_id=getattr(message, "_request_id", None),
+        model=message.model,
+        latency_ms=latency_ms,
+    )
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One result of a Message Batch: `kind` is succeeded, errored, canceled or expired."""
+
+    custom_id: str
+    kind: str
+    result: CallResult | None
+    error: str = ""
+
+
+class BatchClient:
+    """The Message Batches API (half price, results within 24 h), through the SDK."""
+
+    def __init__(self, client: anthropic.Anthropic) -> None:
+        self._client = client
+
+    def create(self, requests: list[dict[str, Any]]) -> str:
+        try:
+            batch = self._client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        except anthropic.AnthropicError as exc:
+            raise translate(exc) from exc
+        log.info("claude.batch_created", batch_id=batch.id, requests=len(requests))
+        return batch.id
+
+    def status(self, batch_id: str) -> tuple[str, dict[str, int]]:
+        try:
+            batch = self._client.messages.batches.retrieve(batch_id)
+        except anthropic.AnthropicError as exc:
+            raise translate(exc) from exc
+        return batch.processing_status, batch.request_counts.model_dump()
+
+    def results(self, batch_id: str) -> Iterator[BatchItem]:
+        try:
+            for item in self._client.messages.batches.results(batch_id):
+                outcome = item.result
+                if outcome.type == "succeeded":
+                    result = call_result(outcome.message, 0.0)
+                    metrics.record_call(200, result.stop_reason, result.usage, 0.0)
+                    log.info(
+                        "claude.call",
+                        outcome="ok",
+                        status=200,
+                        batch_id=batch_id,
+                        request_id=None,
+                        stop_reason=result.stop_reason,
+                        model=result.model,
+                        custom_id=item.custom_id,
+                        **result.usage.as_dict(),
+                    )
+                    yield BatchItem(item.custom_id, "succeeded", result)
+                elif outcome.type == "errored":
+                    error = getattr(getattr(outcome.error, "error", None), "message", "")
+                    yield BatchItem(item.custom_id, "errored", None, str(error))
+                else:
+                    yield BatchItem(item.custom_id, outcome.type, None)
+        except anthropic.AnthropicError as exc:
+            raise translate(exc) from exc

@@ -79,3 +79,12 @@ def ledger_day(day: str) -> str:
 def ledger_thread(thread_id: str) -> str:
     """Hash of one thread's usage and cost over every call, failed decisions included."""
     return f"{PREFIX}:ledger:thread:{thread_id}"
+
+
+#: Set of Message Batch ids submitted by `triage backlog` and not yet applied (resume list).
+BACKLOG_ACTIVE = f"{PREFIX}:backlog:active"
+
+
+def backlog_batch(batch_id: str) -> str:
+    """Hash thread_id -> JSON {version, email_ids} that a batch's requests were built from."""
+    return f"{PREFIX}:backlog:batch:{batch_id}"

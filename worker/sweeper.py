@@ -30,6 +30,8 @@ from worker.contract import ReplyTask
 
 log = structlog.get_logger("worker.sweeper")
 
+BATCH_STALE_SECONDS = 25 * 3600.0
+
 CLAIM_LUA = """
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then return 0 end
@@ -74,7 +76,10 @@ def flag_is_stale(flag: str, now: float, limits: SweepLimits) -> bool:
         since = float(stamp)
     except ValueError:
         return True
-    allowed = limits.drain_stale if state == "running" else limits.queued_stale
+    if state == "batch":  # held for a Message Batch: results come within 24 h
+        allowed = BATCH_STALE_SECONDS
+    else:
+        allowed = limits.drain_stale if state == "running" else limits.queued_stale
     return now - since > allowed
 
 

@@ -228,6 +228,67 @@ class Triage:
             self._publish_reply(ReplyTask.model_validate(change.reply))
         return outcome, result.remaining == 0
 
+    def first_turn_request(self, thread_id: str) -> tuple[dict[str, Any], int, list[str]] | None:
+        """For the Batches API: the request a new thread's first decision needs, with the version
+        and email ids it is based on; None when the thread is not a clean first turn (the queue
+        path handles those)."""
+        snapshot = self._store.snapshot(thread_id)
+        if snapshot.messages or not snapshot.inbox:
+            return None
+        pending = partition(snapshot)
+        if not pending.emails or pending.dead_letters or pending.duplicates:
+            return None
+        no_question = no_question_reason(pending.emails, 0, self._settings)
+        messages = [user_turn(pending.emails, self._settings.max_turn_chars)]
+        request = build_request(
+            self._settings, self._template, messages, no_question is None, self._settings.max_tokens
+        )
+        return request, snapshot.version, [email.message_id for email in pending.emails]
+
+    def apply_batch_result(
+        self, thread_id: str, version: int, email_ids: list[str], result: CallResult
+    ) -> tuple[str | None, bool]:
+        """Commit a batch result through the same fenced commit as the queue path.
+
+        Returns (outcome, more work waiting); outcome None means the result could not be used
+        (the thread changed, truncation, an invalid decision): the caller sends it to the queue.
+        """
+        snapshot = self._store.snapshot(thread_id)
+        pending = partition(snapshot)
+        if snapshot.version != version or [e.message_id for e in pending.emails] != email_ids:
+            return None, True
+        no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
+        decision: Decision | None = None
+        if result.stop_reason == "end_turn":
+            try:
+                decision = parse_decision(
+                    result.text, self._settings.category_names, no_question is None
+                )
+            except Permanent:
+                self._ledger.record(thread_id, result.model, "INVALID", result.usage, batch=True)
+                return None, True
+            label = "CLARIFY" if decision.is_clarify else decision.category
+            self._ledger.record(thread_id, result.model, label, result.usage, batch=True)
+        elif result.stop_reason == "refusal":
+            self._ledger.record(thread_id, result.model, "ESCALATED", result.usage, batch=True)
+        else:
+            self._ledger.record(thread_id, result.model, "TRUNCATED", result.usage, batch=True)
+            return None, True
+        answer = Answer(result, decision, result.usage, 1)
+        messages = [user_turn(pending.emails, self._settings.max_turn_chars)]
+        with structlog.contextvars.bound_contextvars(thread_id=thread_id, email_ids=email_ids):
+            change = self._decision_commit(snapshot, pending, messages, answer, no_question)
+            committed = self._store.commit(thread_id, change)
+            if not committed.ok:
+                return None, True
+            outcome = self._log_outcome(answer, committed.version)
+        kind, _, category = outcome.partition(":")
+        received = [email.received_at for email in pending.emails]
+        metrics.record_emails(kind, len(pending.emails), category or None, received)
+        if change.reply is not None:
+            self._publish_reply(ReplyTask.model_validate(change.reply))
+        return outcome, committed.remaining > 0
+
     def _ask(self, thread_id: str, messages: list[Turn], may_clarify: bool, prior: Usage) -> Answer:
         """One call; a truncated reply is never used: one retry with twice the budget, then fail."""
         budget = self._settings.max_tokens

@@ -1,0 +1,118 @@
+"""`triage backlog`: first-turn triage of a backlog via the Message Batches API (or the queue)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import click
+
+from producers.enqueue import Enqueuer, Rejected
+from producers.sources import iter_items, resolve_inputs
+from producers.submit import producer_app
+from triage.state import open_redis
+from worker.backlog import BacklogReport, BacklogRunner
+from worker.claude import BatchClient, ClaudeClient, make_client
+from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from worker.ledger import Ledger
+from worker.runtime import limiter
+from worker.settings import Settings
+from worker.store import ThreadStore
+from worker.triage import Triage
+
+
+@dataclass
+class Staged:
+    held: list[str] = field(default_factory=list)
+    queued: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+def build_runner(settings: Settings, max_requests: int) -> BacklogRunner:
+    client = open_redis(settings)
+    app = producer_app(settings)
+
+    def publish_drain(thread_id: str) -> None:
+        app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
+
+    def publish_reply(reply: ReplyTask) -> None:
+        app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")], queue=QUEUE_REPLIES)
+
+    sdk = make_client(settings)
+    store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
+    ledger = Ledger(client, settings.prices, settings.thread_ttl_seconds)
+    triage = Triage(
+        settings, store, ClaudeClient(sdk), publish_reply, limiter(settings, client), ledger
+    )
+    return BacklogRunner(
+        client,
+        BatchClient(sdk),
+        triage,
+        publish_drain,
+        settings.visibility_timeout_seconds,
+        max_requests=max_requests,
+    )
+
+
+def stage(settings: Settings, paths: list[str], hold: bool) -> Staged:
+    """Parse, thread, dedupe and put every email into its inbox, holding new threads for a batch."""
+    enqueuer = Enqueuer(settings, open_redis(settings), hold_for_batch=hold)
+    staged = Staged()
+    inputs = resolve_inputs(paths)
+    stdin = sys.stdin.buffer if any(i.path is None for i in inputs) else None
+    for item in iter_items(inputs, settings.max_email_bytes, stdin):
+        result = enqueuer.enqueue_item(item)
+        if isinstance(result, Rejected):
+            staged.rejected += 1
+        elif result.status == "duplicate":
+            staged.duplicates += 1
+        elif result.scheduled and hold:
+            staged.held.append(result.thread_id)
+        else:
+            staged.queued += 1  # joined a thread already queued (or --via queue)
+    return staged
+
+
+def run(
+    settings: Settings,
+    paths: list[str],
+    via: str,
+    wait: bool,
+    poll_seconds: float,
+    max_requests: int,
+) -> BacklogReport:
+    report = BacklogReport()
+    runner = build_runner(settings, max_requests) if via == "batch" else None
+    if runner is not None and wait:
+        for batch_id in runner.active():
+            click.echo(f"resuming batch {batch_id}", err=True)
+            _wait_and_apply(runner, batch_id, poll_seconds, report)
+    if paths:
+        staged = stage(settings, paths, hold=via == "batch")
+        click.echo(
+            f"staged {len(staged.held)} new threads for the batch, {staged.queued} to the queue, "
+            f"{staged.duplicates} duplicates, {staged.rejected} rejected",
+            err=True,
+        )
+        if runner is not None and staged.held:
+            report.batches = runner.submit(staged.held)
+            for batch_id in report.batches:
+                click.echo(f"submitted batch {batch_id}", err=True)
+                if wait:
+                    _wait_and_apply(runner, batch_id, poll_seconds, report)
+    return report
+
+
+def _wait_and_apply(
+    runner: BacklogRunner, batch_id: str, poll_seconds: float, report: BacklogReport
+) -> None:
+    def progress(counts: dict[str, int]) -> None:
+        done = sum(v for k, v in counts.items() if k != "processing")
+        click.echo(
+            f"\r{batch_id}: {done}/{done + counts.get('processing', 0)} done", err=True, nl=False
+        )
+
+    runner.wait(batch_id, poll_seconds, progress)
+    click.echo("", err=True)
+    runner.finish(batch_id, report)
