@@ -78,3 +78,27 @@ def test_backlog_through_batches_resumes_and_matches_the_queue_path(
     via_queue = wait_for(lambda: len(decisions(r)) == count and decisions(r), 90, "queue path")
     assert via_queue == via_batch
     assert sum(1 for kind, _ in via_batch.values() if kind == "clarification") == count // 4
+
+
+def test_a_thread_that_moves_on_during_a_batch_goes_to_the_queue(
+    r, state_url, broker_url, emulator, worker, tmp_path
+):
+    mbox = tmp_path / "small.mbox"
+    write_mbox(mbox, 8, "mv")
+    emulator.configure(batch_delay_s=0.3)
+    env = base_env(state_url, broker_url, emulator.base_url)
+    assert run_triage("backlog", str(mbox), "--no-wait", env=env).returncode == 0
+    follow_up = tmp_path / "follow-up.eml"
+    follow_up.write_text(
+        "From: c0@example.org\nTo: support@example.com\nSubject: Re: Case 0\n"
+        "Message-ID: <mv-follow@example.org>\nIn-Reply-To: <mv-0@example.org>\n\n"
+        "Also, the refund never arrived.\n"
+    )
+    joined = run_triage("enqueue", str(follow_up), env=env)  # the thread is held: no drain task
+    assert joined.returncode == 0, joined.stderr
+    resumed = run_triage("backlog", "--poll-seconds", "0.2", env=env)
+    assert "sent to the queue: 1" in resumed.stdout, resumed.stdout + resumed.stderr
+    found = wait_for(lambda: len(decisions(r)) == 9 and decisions(r), 30, "nine emails decided")
+    assert found["<mv-0@example.org>"] == found["<mv-follow@example.org>"]  # one decision, both
+    totals = Ledger(r, DEFAULT_PRICES, 3600).totals(dt.datetime.now(dt.UTC).date())
+    assert totals.by_category["STALE"]["calls"] == 1

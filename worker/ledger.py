@@ -3,7 +3,7 @@
 Two views, both written by one pipeline right after each call (failed calls bill nothing):
 - per day x model x category: hash `triage:ledger:{YYYY-MM-DD}`, fields `model|category|counter`;
   `category` is the decision's label, or CLARIFY, ESCALATED, TRUNCATED, INVALID,
-  UNEXPECTED_STOP;
+  UNEXPECTED_STOP, STALE (a batch result for a thread that moved on);
 - per thread: hash `triage:ledger:thread:{id}` (expires with the thread).
 Costs are stored in micro-USD (integers), from the price table in settings.
 """

@@ -256,6 +256,8 @@ class Triage:
         snapshot = self._store.snapshot(thread_id)
         pending = partition(snapshot)
         if snapshot.version != version or [e.message_id for e in pending.emails] != email_ids:
+            # Billed all the same: the thread moved on while the batch ran; the queue redoes it.
+            self._ledger.record(thread_id, result.model, "STALE", result.usage, batch=True)
             return None, True
         no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
         decision: Decision | None = None
