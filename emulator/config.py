@@ -7,7 +7,7 @@ endpoint with the same rules, so a bad value is rejected the same way everywhere
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,16 +21,7 @@ FaultKind = Literal[
     "obey_injection",
     "expired",
 ]
-FAULT_KINDS: tuple[str, ...] = (
-    "rate_limit",
-    "overloaded",
-    "api_error",
-    "reset",
-    "max_tokens",
-    "refusal",
-    "obey_injection",
-    "expired",
-)
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 DEFAULT_PREFILL_MODELS: tuple[str, ...] = (
     "claude-3",
