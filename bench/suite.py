@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from email import message_from_string, policy
 from typing import Any
 
@@ -37,6 +38,7 @@ import psutil
 import redis
 import structlog
 
+from bench.commands import accounting_run
 from bench.common import redis_base, worker_env
 from producers.enqueue import Enqueuer
 from triage.localstack import Process, start_emulator, start_worker
@@ -162,28 +164,32 @@ class Load:
         for i in range(self.threads):
             vague = bool(self.vague_every) and i % self.vague_every == 0
             self.enqueue(mail(f"<{self.tag}-{i}@example.org>", VAGUE if vague else CLEAR[i % 3]))
-        last = "0"
+        return self.follow(timeout)
+
+    def follow(self, timeout: float) -> list[float]:
+        """Answer every question, read events as they come (incrementally: the driver shares
+        the two cores with the worker), until every thread is classified."""
+        cursors = {keys.OUTBOX: "0", keys.EVENTS: "0"}
+        latencies: list[float] = []
         deadline = time.monotonic() + timeout
-        while self.classified() < self.threads:
+        while len(latencies) < self.threads:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{self.tag}: not done within {timeout:.0f}s")
-            found: Any = self.client.xread({keys.OUTBOX: last}, count=500, block=50)
-            for _, entries in found or []:
+            found: Any = self.client.xread(cursors, count=1000, block=50)  # type: ignore[arg-type]
+            for stream, entries in found or []:
+                name = stream.decode()
                 for entry_id, fields in entries:
-                    last = entry_id.decode()
+                    cursors[name] = entry_id.decode()
+                    if name == keys.EVENTS:
+                        event = json.loads(fields[b"payload"])
+                        if event["type"] == "classified":
+                            latencies.append(event["decided_at"] - event["first_received_at"])
+                        continue
                     ours = message_from_string(fields[b"message"].decode(), policy=policy.default)
                     answer_id = f"<{self.tag}-a{self.answers}@example.org>"
                     self.enqueue(mail(answer_id, ANSWER, str(ours["Message-ID"])))
                     self.answers += 1
-        return [e["decided_at"] - e["first_received_at"] for e in self.events()]
-
-    def events(self) -> list[dict[str, Any]]:
-        found: Any = self.client.xrange(keys.EVENTS)
-        decoded = [json.loads(fields[b"payload"]) for _, fields in found]
-        return [e for e in decoded if e["type"] == "classified"]
-
-    def classified(self) -> int:
-        return len(self.events()) if self.client.xlen(keys.EVENTS) else 0
+        return latencies
 
 
 def summarise(
@@ -229,11 +235,12 @@ def worker_run(
     threads: int,
     latency_ms: float,
     vague_every: int,
+    log_level: str = "INFO",
 ) -> dict[str, Any]:
     """Our worker: one process of the given pool, the emulator at `latency_ms`."""
     emulator.reset()
     emulator.configure(latency_ms=latency_ms)
-    env = worker_env(f"{base}/11", f"{base}/12", emulator.base_url)
+    env = worker_env(f"{base}/11", f"{base}/12", emulator.base_url, TRIAGE_LOG_LEVEL=log_level)
     worker = start_worker(env, pool=pool, concurrency=concurrency, stdout=subprocess.DEVNULL)
     client = redis.Redis.from_url(env["TRIAGE_REDIS_URL"])
     os.environ.update(env)
@@ -383,6 +390,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("p99_ms", "p99 ms"),
         ("cpu_ms_per_email", "cpu ms/email"),
         ("redis_commands_per_email", "redis cmds/email"),
+        ("round_trips_per_email", "round trips/email"),
         ("peak_rss_mb", "peak RSS MB"),
     ]
     rows = [[title for _, title in columns]]
@@ -401,10 +409,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--vague-every", type=int, default=5, help="every Nth thread is two-turn")
     parser.add_argument("--rss-emails", type=int, default=20_000, help="the long run (0: skip)")
+    parser.add_argument(
+        "--accounting-emails", type=int, default=500, help="the MONITOR run (0: skip)"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="the worker's TRIAGE_LOG_LEVEL (default: as shipped)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.emails, args.naive_emails, args.rss_emails = 200, 20, 0
+        args.emails, args.naive_emails, args.rss_emails, args.accounting_emails = 200, 20, 0, 100
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     logging.getLogger("celery").setLevel(logging.WARNING)
     results: list[dict[str, Any]] = []
@@ -414,6 +428,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
 
     latency = args.latency_ms
+    run_worker = partial(worker_run, log_level=args.log_level)
     emulator = RemoteEmulator()
     with redis_base() as base:
         emit(
@@ -421,7 +436,7 @@ def main() -> None:
                 base, emulator, concurrency=args.concurrency, emails=args.emails, latency_ms=latency
             )
         )
-        one_turn = worker_run(
+        one_turn = run_worker(
             base,
             emulator,
             pool="threads",
@@ -432,7 +447,7 @@ def main() -> None:
         )
         emit(one_turn | {"mix": "one-turn only"})
         emit(
-            worker_run(
+            run_worker(
                 base,
                 emulator,
                 pool="threads",
@@ -443,6 +458,8 @@ def main() -> None:
             )
             | {"mix": f"1 in {args.vague_every} two-turn"}
         )
+        if args.accounting_emails:
+            emit(accounting_run(base, emulator, args.accounting_emails))
         emit(naive_run(base, emulator, emails=args.naive_emails, latency_ms=latency))
         for pool_latency in (0.0, latency):
             for pool, concurrency in (
@@ -454,7 +471,7 @@ def main() -> None:
                     continue
                 size = args.naive_emails if pool == "prefork" and pool_latency else args.emails // 2
                 emit(
-                    worker_run(
+                    run_worker(
                         base,
                         emulator,
                         pool=pool,
@@ -467,7 +484,7 @@ def main() -> None:
                 )
         if args.rss_emails:
             emit(
-                worker_run(
+                run_worker(
                     base,
                     emulator,
                     pool="threads",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from worker import keys
+from worker.ledger import Charge
 from worker.store import Commit, ThreadStore
 from worker.usage import Usage
 
@@ -27,9 +28,7 @@ def test_commit_appends_consumes_and_releases(r):
         1,
         email_ids=["<a>"],
         turns=[USER, ASSISTANT],
-        meta={"status": "classified"},
-        usage=Usage(10, 2, 0, 0),
-        calls=1,
+        meta={"status": "classified", **Usage(10, 2, 0, 0).as_dict(), "calls": 1},
         event={"type": "classified", "category": "BILLING"},
     )
     result = store.commit("t1", change)
@@ -91,3 +90,55 @@ def test_dead_letters_and_pending_reply_are_part_of_the_commit(r):
     assert r.get(keys.message_index("<triage.t1.1@example.com>")) == b"t1"
     [(_, fields)] = r.xrange(keys.DEAD_LETTERS)
     assert fields[b"reason"] == b"invalid_payload" and fields[b"thread_id"] == b"t1"
+
+
+def test_begin_drain_marks_the_thread_running_counts_the_attempt_and_reads_it(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    first = store.begin_drain("t1", 120)
+    assert first.attempts == 1 and [i.applied for i in first.snapshot.inbox] == [False]
+    flag = r.get(keys.thread_scheduled("t1")).decode()
+    assert flag.startswith("running:") and 0 < r.ttl(keys.thread_scheduled("t1")) <= 120
+    assert r.zscore(keys.PENDING, "t1") is not None
+    assert store.begin_drain("t1", 120).attempts == 2  # a drain that died did not reset it
+    assert store.commit("t1", Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])).ok
+    assert store.begin_drain("t1", 120).attempts == 0  # nothing to do: not counted
+
+
+def test_plain_snapshot_leaves_the_flag_and_refresh_sets_it(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    store.snapshot("t1")
+    assert r.get(keys.thread_scheduled("t1")) == b"queued"
+    store.snapshot("t1", refresh_flag_seconds=60)
+    assert r.get(keys.thread_scheduled("t1")).startswith(b"running:")
+
+
+def test_charges_reach_the_ledger_even_when_the_commit_is_stale(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    charge = Charge("2026-11-24", "m", "BILLING", {"input_tokens": 5, "calls": 1, "cost": 0})
+    stale = store.commit("t1", Commit(7, 1, email_ids=["<a>"], charges=[charge, charge]))
+    assert stale.status == "stale"
+    assert r.hgetall(keys.ledger_day("2026-11-24")) == {
+        b"m|BILLING|input_tokens": b"10",
+        b"m|BILLING|calls": b"2",
+    }
+    assert r.hgetall(keys.ledger_thread("t1")) == {b"input_tokens": b"10", b"calls": b"2"}
+    assert r.ttl(keys.ledger_thread("t1")) > 0
+
+
+def test_created_at_is_set_once_and_awaiting_index_follows_the_status(r):
+    store = ThreadStore(r, 3600, 1000)
+    push(r, "t1", "<a>")
+    ask = Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])
+    ask.meta = {"status": "awaiting_customer"}
+    assert store.commit("t1", ask).ok
+    created = r.hget(keys.thread_meta("t1"), "created_at")
+    assert created and r.zscore(keys.AWAITING, "t1") is not None
+    push(r, "t1", "<b>")
+    done = Commit(1, 1, email_ids=["<b>"], turns=[USER, ASSISTANT])
+    done.meta, done.previous_status = {"status": "classified"}, "awaiting_customer"
+    assert store.commit("t1", done).ok
+    assert r.hget(keys.thread_meta("t1"), "created_at") == created
+    assert r.zscore(keys.AWAITING, "t1") is None

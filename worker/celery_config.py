@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.broker import transport_for
 from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY
 from worker.settings import Settings
 
@@ -25,6 +26,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.effective_broker_url,
+        "broker_transport": transport_for(settings.effective_broker_url),
         "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "task_ignore_result": True,

@@ -1,6 +1,9 @@
 """The usage ledger: tokens, calls and USD cost of every Claude call, kept in Redis.
 
-Two views, both written by one pipeline right after each call (failed calls bill nothing):
+Two views (failed calls bill nothing). A decision's calls are written by the same script that
+commits the decision (no extra round trip); calls that end without a commit (a retry, a crash of
+the step) are written by `Ledger.write`. A worker killed between a call and its commit loses that
+call's entry (the API billed it all the same).
 - per day x model x category: hash `triage:ledger:{YYYY-MM-DD}`, fields `model|category|counter`;
   `category` is the decision's label, or CLARIFY, ESCALATED, TRUNCATED, INVALID,
   UNEXPECTED_STOP, STALE (a batch result for a thread that moved on);
@@ -41,6 +44,26 @@ def entry(usage: Usage, price: ModelPrice, batch: bool = False) -> dict[str, int
     }
 
 
+@dataclass(frozen=True)
+class Charge:
+    """One call's counters, computed when it returns and written later (see `Ledger.write`)."""
+
+    day: str
+    model: str
+    category: str
+    counters: dict[str, int]
+
+    def increments(self, thread_key: str) -> list[tuple[str, str, int]]:
+        """(key, field, amount) for HINCRBY: the day view and the thread view."""
+        day_key = keys.ledger_day(self.day)
+        out: list[tuple[str, str, int]] = []
+        for counter, value in self.counters.items():
+            if value:
+                out.append((day_key, f"{self.model}|{self.category}|{counter}", value))
+                out.append((thread_key, counter, value))
+        return out
+
+
 @dataclass
 class LedgerTotals:
     """Summed counters, with breakdowns by model and by category."""
@@ -68,6 +91,35 @@ class Ledger:
         self._prices = prices
         self._ttl = ttl_seconds
 
+    @property
+    def ttl_seconds(self) -> int:
+        return self._ttl
+
+    def charge(
+        self,
+        model: str,
+        category: str,
+        usage: Usage,
+        batch: bool = False,
+        when: dt.datetime | None = None,
+    ) -> Charge:
+        """What one call costs, priced now; nothing is written yet."""
+        counters = entry(usage, price_for(model, self._prices), batch)
+        day = (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+        return Charge(day, model, category, counters)
+
+    def write(self, thread_id: str, charges: list[Charge]) -> None:
+        """Add charges to the ledger in one round trip (the path without a commit)."""
+        if not charges:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        thread_key = keys.ledger_thread(thread_id)
+        for charge in charges:
+            for key, name, value in charge.increments(thread_key):
+                pipe.hincrby(key, name, value)
+        pipe.expire(thread_key, self._ttl)
+        pipe.execute()
+
     def record(
         self,
         thread_id: str,
@@ -77,18 +129,10 @@ class Ledger:
         batch: bool = False,
         when: dt.datetime | None = None,
     ) -> dict[str, int]:
-        counters = entry(usage, price_for(model, self._prices), batch)
-        day = (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
-        pipe = self._redis.pipeline(transaction=False)
-        day_key = keys.ledger_day(day)
-        thread_key = keys.ledger_thread(thread_id)
-        for counter, value in counters.items():
-            if value:
-                pipe.hincrby(day_key, f"{model}|{category}|{counter}", value)
-                pipe.hincrby(thread_key, counter, value)
-        pipe.expire(thread_key, self._ttl)
-        pipe.execute()
-        return counters
+        """Charge one call and write it at once."""
+        charge = self.charge(model, category, usage, batch, when)
+        self.write(thread_id, [charge])
+        return charge.counters
 
     def totals(self, since: dt.date, until: dt.date | None = None) -> LedgerTotals:
         """Sum of the day hashes from `since` to `until` (today) inclusive."""

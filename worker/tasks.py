@@ -104,12 +104,13 @@ def drain_thread(
         try:
             resources = runtime.resources
             settings = runtime.settings
-            started = resources.store.begin_drain(thread_id, settings.visibility_timeout_seconds)
-            if started > settings.poison_max_attempts:
-                error = f"{started - 1} drains in a row died before committing (poison email?)"
-                resources.triage.dead_letter_pending(thread_id, "poison", error, started - 1)
+            begin = resources.store.begin_drain(thread_id, settings.visibility_timeout_seconds)
+            if begin.attempts > settings.poison_max_attempts:
+                died = begin.attempts - 1
+                error = f"{died} drains in a row died before committing (poison email?)"
+                resources.triage.dead_letter_pending(thread_id, "poison", error, died)
                 return ["dead_lettered:poison"]
-            outcomes = resources.triage.drain(thread_id)
+            outcomes = resources.triage.drain(thread_id, begin.snapshot)
             log.info("task.done", outcomes=outcomes)
             return outcomes
         except (RetryLater, redis.RedisError, OSError) as exc:

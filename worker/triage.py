@@ -7,12 +7,14 @@ fenced, so a redelivered task or a second drainer can only ever redo work, never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import structlog
 from pydantic import ValidationError
 
@@ -22,7 +24,7 @@ from worker.contract import EmailPayload, ReplyTask
 from worker.conversation import Turn, assistant_turn, check_alternation, user_turn
 from worker.decision import Decision, parse_decision
 from worker.errors import Permanent, RetryLater, Truncated
-from worker.ledger import Ledger
+from worker.ledger import Charge, Ledger
 from worker.mailthread import references_chain, reply_message_id, reply_subject
 from worker.prompt import build_request, load_template
 from worker.pruning import prune
@@ -40,6 +42,8 @@ STATUS_ESCALATED = "escalated"
 TRUNCATED_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 MAX_ROUNDS = 25
 MAX_TOKENS_CEILING = 64_000
+#: A rate-limit wait longer than this refreshes the drainer's flag before the call.
+REFRESH_AFTER_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -140,11 +144,17 @@ class Triage:
         self._ledger = ledger
         self._template = load_template(settings)
 
-    def drain(self, thread_id: str) -> list[str]:
-        """Process everything pending for the thread; returns one outcome per commit."""
+    def drain(self, thread_id: str, first: Snapshot | None = None) -> list[str]:
+        """Process everything pending for the thread; returns one outcome per commit.
+
+        `first` is the snapshot read when the drain began (saves a round trip); later rounds
+        read again, refreshing the drainer's flag since a call may follow.
+        """
         outcomes: list[str] = []
+        flag_seconds = self._settings.visibility_timeout_seconds
         for _ in range(MAX_ROUNDS):
-            snapshot = self._store.snapshot(thread_id)
+            snapshot = first or self._store.snapshot(thread_id, refresh_flag_seconds=flag_seconds)
+            first = None
             if not snapshot.inbox:
                 if self._store.release(thread_id):
                     return outcomes
@@ -196,16 +206,19 @@ class Triage:
         messages = [*snapshot.messages, turn]
         no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
         may_clarify = no_question is None
+        charges: list[Charge] = []  # billed calls, written by the commit below
         try:
             check_alternation(messages[:-1])
-            answer = self._ask(snapshot.thread_id, messages, may_clarify, snapshot.usage)
+            answer = self._ask(snapshot.thread_id, messages, may_clarify, snapshot.usage, charges)
         except (Permanent, ValueError) as exc:
             reason = exc.reason if isinstance(exc, Permanent) else "corrupt_thread"
             letters = pending.dead_letters + [
                 dead_letter(reason, str(exc), email.model_dump(mode="json"))
                 for email in pending.emails
             ]
-            change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
+            change = Commit(
+                snapshot.version, len(snapshot.inbox), dead_letters=letters, charges=charges
+            )
             result = self._store.commit(snapshot.thread_id, change)
             if result.ok:
                 metrics.record_emails("duplicate", pending.duplicates)
@@ -213,7 +226,13 @@ class Triage:
                 log.error("triage.dead_lettered", reason=reason, error=str(exc), count=len(letters))
                 return f"dead_lettered:{reason}", result.remaining == 0
             return None, False
+        except BaseException:
+            # The step will be retried; the calls it made were billed all the same.
+            with contextlib.suppress(redis.RedisError):
+                self._ledger.write(snapshot.thread_id, charges)
+            raise
         change = self._decision_commit(snapshot, pending, messages, answer, no_question)
+        change.charges = charges
         result = self._store.commit(snapshot.thread_id, change)
         if not result.ok:
             log.warning("triage.commit_rejected", status=result.status, version=snapshot.version)
@@ -291,15 +310,27 @@ class Triage:
             self._publish_reply(ReplyTask.model_validate(change.reply))
         return outcome, committed.remaining > 0
 
-    def _ask(self, thread_id: str, messages: list[Turn], may_clarify: bool, prior: Usage) -> Answer:
-        """One call; a truncated reply is never used: one retry with twice the budget, then fail."""
+    def _ask(
+        self,
+        thread_id: str,
+        messages: list[Turn],
+        may_clarify: bool,
+        prior: Usage,
+        charges: list[Charge],
+    ) -> Answer:
+        """One call; a truncated reply is never used: one retry with twice the budget, then fail.
+
+        Every call that returns is appended to `charges` (the caller writes them to the ledger).
+        """
         budget = self._settings.max_tokens
         spent = Usage()
         sent = self._within_budget(messages, may_clarify)
         for calls in (1, 2):
             request = build_request(self._settings, self._template, sent, may_clarify, budget)
-            self._limiter.acquire(estimate_input_tokens(request))
-            self._store.touch_schedule(thread_id, self._settings.visibility_timeout_seconds)
+            waited = self._limiter.acquire(estimate_input_tokens(request))
+            if calls > 1 or waited > REFRESH_AFTER_WAIT_SECONDS:
+                # The snapshot before the first call refreshed the flag; this is later.
+                self._store.touch_schedule(thread_id, self._settings.visibility_timeout_seconds)
             result = self._claude.call(request, prior + spent)
             spent = spent + result.usage
             if result.stop_reason == "end_turn":
@@ -308,17 +339,17 @@ class Triage:
                         result.text, self._settings.category_names, may_clarify
                     )
                 except Permanent:
-                    self._ledger.record(thread_id, result.model, "INVALID", result.usage)
+                    charges.append(self._ledger.charge(result.model, "INVALID", result.usage))
                     raise
                 label = "CLARIFY" if decision.is_clarify else decision.category
-                self._ledger.record(thread_id, result.model, label, result.usage)
+                charges.append(self._ledger.charge(result.model, label, result.usage))
                 return Answer(result, decision, spent, calls)
             if result.stop_reason == "refusal":
-                self._ledger.record(thread_id, result.model, "ESCALATED", result.usage)
+                charges.append(self._ledger.charge(result.model, "ESCALATED", result.usage))
                 return Answer(result, None, spent, calls)
             truncated = result.stop_reason in TRUNCATED_STOPS
             label = "TRUNCATED" if truncated else "UNEXPECTED_STOP"
-            self._ledger.record(thread_id, result.model, label, result.usage)
+            charges.append(self._ledger.charge(result.model, label, result.usage))
             if not truncated:
                 raise Permanent(
                     f"unexpected stop_reason {result.stop_reason!r}", reason="unexpected_stop"
@@ -353,20 +384,21 @@ class Triage:
         latest = emails[-1]
         email_ids = [email.message_id for email in emails]
         chain = references_chain(snapshot.references, email_ids)
+        total = snapshot.usage + answer.spent
         change = Commit(
             expected_version=snapshot.version,
             consumed=len(snapshot.inbox),
             email_ids=email_ids,
-            usage=answer.spent,
-            calls=answer.calls,
             dead_letters=pending.dead_letters,
+            previous_status=snapshot.status,
             meta={
                 "subject": snapshot.meta.get("subject") or emails[0].subject,
                 "customer": latest.recipient,
+                **total.as_dict(),
+                "calls": snapshot.calls + answer.calls,
             },
         )
         decision = answer.decision
-        total = snapshot.usage + answer.spent
         event_base = {
             "thread_id": snapshot.thread_id,
             "email_ids": email_ids,
