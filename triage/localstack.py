@@ -147,11 +147,12 @@ def start_worker(
     name: str = "triage",
     stdout: IO[Any] | int | None = None,
     quiet: bool = False,
+    queues: str = "triage,replies",
 ) -> Process:
-    """`celery -A worker.app worker` in a subprocess, consuming both queues."""
+    """`celery -A worker.app worker` in a subprocess, consuming both queues (by default)."""
     command = [sys.executable, "-m", "celery", "-A", "worker.app"]
     command += ["--quiet"] if quiet else []
-    command += ["worker", "-Q", "triage,replies"]
+    command += ["worker", "-Q", queues]
     command += [
         "-n",
         f"{name}-{os.getpid()}-{free_port()}@%h",
