@@ -8,8 +8,9 @@ way to tell them apart. This run watches MONITOR instead and attributes every co
   up in each process's open connections at the end of the run; the bench's own polling
   connection is left out;
 - to a database: thread state (`TRIAGE_REDIS_URL`) or the Celery broker (`TRIAGE_BROKER_URL`);
-- as a round trip the client sent (a command, EVALSHA, MULTI/EXEC...) or a command run inside a
-  script (attributed to the client whose EVAL/EVALSHA started it).
+- as a round trip the client sent (a command, an EVALSHA, a MULTI that opens a transaction), a
+  command sent in the same round trip (inside MULTI ... EXEC), or a command run inside a script
+  (attributed to the client whose EVAL/EVALSHA started it).
 
 MONITOR slows Redis down, so this run measures counts only, never speed.
 """
@@ -48,6 +49,7 @@ class Monitor(threading.Thread):
 
     def run(self) -> None:
         last_caller = "?"
+        in_transaction: set[str] = set()  # MULTI ... EXEC is sent as one round trip
         with self._client.monitor() as monitor:
             self.ready.set()
             for line in monitor.listen():
@@ -62,7 +64,12 @@ class Monitor(threading.Thread):
                 caller = f"{address}:{line['client_port']}"
                 if name in SCRIPT_CALLS:
                     last_caller = caller
-                self.tally[(caller, int(line["db"]), "client", name)] += 1
+                kind = "pipelined" if caller in in_transaction else "client"
+                if name == "MULTI":
+                    in_transaction.add(caller)
+                elif name in ("EXEC", "DISCARD"):
+                    in_transaction.discard(caller)
+                self.tally[(caller, int(line["db"]), kind, name)] += 1
         self.finished.set()
 
 
@@ -128,10 +135,12 @@ def accounting_run(base: str, emulator: Any, emails: int) -> dict[str, Any]:
         **{key: round(value / emails, 2) for key, value in sorted(per_email.items())},
     }
     round_trips = sum(v for k, v in per_email.items() if k.endswith("_client"))
+    client_commands = sum(v for k, v in per_email.items() if k.endswith(("_client", "_pipelined")))
     state_round_trips = sum(
         v for k, v in per_email.items() if "_state_" in k and k.endswith("_client")
     )
     result["round_trips_per_email"] = round(round_trips / emails, 2)
+    result["client_commands_per_email"] = round(client_commands / emails, 2)
     result["state_round_trips_per_email"] = round(state_round_trips / emails, 2)
     result["server_commands_per_email"] = round(sum(per_email.values()) / emails, 2)
     result["redis_commands_per_email"] = result["server_commands_per_email"]  # the table's column

@@ -230,7 +230,10 @@ def summarise(
     **extra: Any,
 ) -> dict[str, Any]:
     ceiling = concurrency / (latency_ms / 1000) if latency_ms else None
-    rate = steady_rate(completions) or emails / elapsed
+    # Completions are classifications; in the two-turn mix an email is a thread's first email or
+    # its answer, so the rate of classifications is scaled to emails.
+    steady = steady_rate(completions) * emails / max(1, len(completions))
+    rate = steady or emails / elapsed
     return {
         "run": run,
         **extra,

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: float = Field(default=30.0, ge=0)
     poison_max_attempts: int = Field(default=5, ge=1, le=100)
     worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
-    worker_concurrency: int = Field(default=64, ge=1, le=2000)
+    worker_concurrency: int = Field(default=128, ge=1, le=2000)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     events_maxlen: int = Field(default=1_000_000, ge=1000)
