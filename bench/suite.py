@@ -1,6 +1,6 @@
 """The benchmark suite: our worker against the physical ceiling, a floor and a naive baseline.
 
-    .venv/bin/python -m bench.suite                 # defaults: about 7 minutes on 2 cores
+    .venv/bin/python -m bench.suite                 # defaults: about 6 minutes on 2 cores
     .venv/bin/python -m bench.suite --quick         # a smoke run in about a minute
 
 Everything runs on this machine: real Redis (`TRIAGE_BENCH_REDIS`, default the local one, DBs 11
