@@ -142,3 +142,15 @@ def test_created_at_is_set_once_and_awaiting_index_follows_the_status(r):
     assert store.commit("t1", done).ok
     assert r.hget(keys.thread_meta("t1"), "created_at") == created
     assert r.zscore(keys.AWAITING, "t1") is None
+
+
+def test_a_flooded_inbox_is_read_and_committed_in_one_go(r):
+    store = ThreadStore(r, 3600, 1000)
+    ids = [f"<m{i}>" for i in range(9000)]
+    r.rpush(keys.thread_inbox("t1"), *[json.dumps({"message_id": i}) for i in ids])
+    r.sadd(keys.thread_applied("t1"), "<m8100>")
+    snap = store.snapshot("t1")
+    assert [i for i, item in enumerate(snap.inbox) if item.applied] == [8100]
+    fresh = [i for i in ids if i != "<m8100>"]
+    assert store.commit("t1", Commit(0, 9000, email_ids=fresh, turns=[USER, ASSISTANT])).ok
+    assert r.scard(keys.thread_applied("t1")) == 9000 and r.llen(keys.thread_inbox("t1")) == 0

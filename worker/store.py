@@ -45,9 +45,11 @@ for i, item in ipairs(inbox) do
     where[#ids] = i
   end
 end
-if #ids > 0 then
-  local found = redis.call('SMISMEMBER', KEYS[4], unpack(ids))
-  for j, flag in ipairs(found) do applied[where[j]] = flag end
+-- In chunks: unpack() is bounded by Lua's C stack (a flooded inbox can hold thousands).
+for first = 1, #ids, 1000 do
+  local last = math.min(first + 999, #ids)
+  local found = redis.call('SMISMEMBER', KEYS[4], unpack(ids, first, last))
+  for j, flag in ipairs(found) do applied[where[first + j - 1]] = flag end
 end
 return {meta, msgs, inbox, applied, attempts}
 """
@@ -70,14 +72,17 @@ if #charges > 0 then redis.call('EXPIRE', KEYS[13], ttl) end
 
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if version ~= tonumber(ARGV[1]) then return {'stale', version, 0} end
-if #ids > 0 then
-  for _, seen in ipairs(redis.call('SMISMEMBER', KEYS[3], unpack(ids))) do
+for first = 1, #ids, 1000 do  -- chunked: unpack() is bounded by Lua's C stack
+  local found = redis.call('SMISMEMBER', KEYS[3], unpack(ids, first, math.min(first + 999, #ids)))
+  for _, seen in ipairs(found) do
     if seen == 1 then return {'duplicate', version, 0} end
   end
 end
 
 if #turns > 0 then redis.call('RPUSH', KEYS[2], unpack(turns)) end
-if #ids > 0 then redis.call('SADD', KEYS[3], unpack(ids)) end
+for first = 1, #ids, 1000 do
+  redis.call('SADD', KEYS[3], unpack(ids, first, math.min(first + 999, #ids)))
+end
 local remaining = redis.call('LLEN', KEYS[4]) - consumed
 if remaining > 0 then
   if consumed > 0 then redis.call('LTRIM', KEYS[4], consumed, -1) end
