@@ -163,8 +163,12 @@ class Load:
     answers: int = 0
     completions: list[float] | None = None  # decided_at of each classification
 
-    def enqueue_all(self) -> None:
+    def enqueue_all(self, per_second: float = 0.0) -> None:
+        """Every thread's first email: all at once, or paced at `per_second` arrivals."""
+        started = time.perf_counter()
         for i in range(self.threads):
+            if per_second:
+                time.sleep(max(0.0, started + i / per_second - time.perf_counter()))
             vague = bool(self.vague_every) and i % self.vague_every == 0
             self.enqueue(mail(f"<{self.tag}-{i}@example.org>", VAGUE if vague else CLEAR[i % 3]))
 
@@ -196,12 +200,57 @@ class Load:
         return latencies
 
 
-def consume_triage_queue(settings: Settings) -> None:
-    """Tell the (only) worker to start consuming the triage queue; waits for its answer."""
+def consume_triage_queue(settings: Settings, queue: str = QUEUE_TRIAGE) -> None:
+    """Tell the (only) worker to start consuming `queue`; waits for its answer."""
     app = producer_app(settings)
-    answers = app.control.add_consumer(QUEUE_TRIAGE, reply=True, timeout=10, limit=1)
+    answers = app.control.add_consumer(queue, reply=True, timeout=10, limit=1)
     if not answers:
         raise SystemExit("the worker did not answer add_consumer")
+
+
+def celery_noop_run(
+    base: str, emulator: RemoteEmulator, *, concurrency: int, tasks: int
+) -> dict[str, Any]:
+    """Celery alone: our configuration, a task that does nothing (see `bench/noop.py`)."""
+    from bench.noop import QUEUE
+
+    env = worker_env(f"{base}/11", f"{base}/12", emulator.base_url)
+    os.environ.update(env)
+    settings = Settings()
+    command = [sys.executable, "-m", "celery", "-A", "bench.noop", "worker", "-Q", "replies"]
+    command += ["--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+    command += ["--without-mingle", "--without-gossip"]
+    popen = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = Process("noop", popen)
+    broker = redis.Redis.from_url(env["TRIAGE_BROKER_URL"])
+    app = producer_app(settings)
+    for _ in range(tasks):
+        app.send_task("bench.noop", queue=QUEUE)
+    time.sleep(6)
+    meter = ProcessMeter(worker.pid)
+    meter.start()
+    started = time.perf_counter()
+    consume_triage_queue(settings, QUEUE)
+    deadline = time.monotonic() + 300
+    while broker.llen(QUEUE) or broker.hlen("unacked"):
+        if time.monotonic() > deadline:
+            raise SystemExit("no-op tasks not done within 300 s")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    cpu, peaks = meter.stop()
+    worker.stop()
+    return summarise(
+        "celery-noop",
+        emails=tasks,
+        elapsed=elapsed,
+        completions=[],
+        latencies=[],
+        cpu_seconds=cpu,
+        commands=0,
+        peaks=peaks,
+        concurrency=concurrency,
+        latency_ms=0,
+    )
 
 
 def steady_rate(completions: list[float]) -> float:
@@ -264,8 +313,12 @@ def worker_run(
     latency_ms: float,
     vague_every: int,
     log_level: str = "INFO",
+    paced_per_second: float = 0.0,
 ) -> dict[str, Any]:
-    """Our worker: one process of the given pool, the emulator at `latency_ms`."""
+    """Our worker: one process of the given pool, the emulator at `latency_ms`.
+
+    By default the whole backlog is loaded before the worker consumes (throughput); with
+    `paced_per_second`, emails arrive at that rate while it runs (service latency)."""
     emulator.reset()
     emulator.configure(latency_ms=latency_ms)
     env = worker_env(f"{base}/11", f"{base}/12", emulator.base_url, TRIAGE_LOG_LEVEL=log_level)
@@ -282,11 +335,15 @@ def worker_run(
     time.sleep(6)  # start-up (and prefork's children) are not measured
     commands_before = command_count(client)
     load = Load(enqueuer.enqueue_bytes, client, threads, vague_every, f"w{time.time_ns()}")
-    load.enqueue_all()
+    if not paced_per_second:
+        load.enqueue_all()
     meter = ProcessMeter(worker.pid)
     meter.start()
     started = time.perf_counter()
     consume_triage_queue(settings)
+    if paced_per_second:
+        pacer = threading.Thread(target=load.enqueue_all, args=(paced_per_second,), daemon=True)
+        pacer.start()
     latencies = load.follow(900)
     elapsed = time.perf_counter() - started
     commands = command_count(client) - commands_before
@@ -481,6 +538,7 @@ def main() -> None:
                 base, emulator, concurrency=args.concurrency, emails=args.emails, latency_ms=latency
             )
         )
+        emit(celery_noop_run(base, emulator, concurrency=args.concurrency, tasks=args.emails * 2))
         one_turn = run_worker(
             base,
             emulator,
@@ -491,6 +549,20 @@ def main() -> None:
             vague_every=0,
         )
         emit(one_turn | {"mix": "one-turn only"})
+        paced = args.concurrency / (latency / 1000) / 2 if latency else 100.0
+        emit(
+            run_worker(
+                base,
+                emulator,
+                pool="threads",
+                concurrency=args.concurrency,
+                threads=args.emails // 2,
+                latency_ms=latency,
+                vague_every=0,
+                paced_per_second=paced,
+            )
+            | {"mix": f"one-turn, paced at {paced:.0f}/s (half the ceiling): service latency"}
+        )
         emit(
             run_worker(
                 base,
