@@ -1,18 +1,22 @@
 """The benchmark suite: our worker against the physical ceiling, a floor and a naive baseline.
 
     .venv/bin/python -m bench.suite                 # defaults: about 6 minutes on 2 cores
-    .venv/bin/python -m bench.suite --quick         # a smoke run in about a minute
+    .venv/bin/python -m bench.suite --quick         # a smoke run in about two minutes
 
 Everything runs on this machine: real Redis (`TRIAGE_BENCH_REDIS`, default the local one, DBs 11
-and 12, flushed; a private server when none answers), the emulator in this process at a fixed
+and 12, flushed; a private server when none answers), the emulator in its own process at a fixed
 latency, and worker processes started with `celery worker`. Each run prints one JSON line; a table
-follows at the end. Emails are a mix of one-turn threads and two-turn threads (a vague email, a
-clarifying question, the customer's answer played by this script).
+follows at the end. Runs: the floor (bare SDK call + Redis write), Celery alone (`bench/noop.py`),
+our worker on a preloaded backlog of one-turn threads, paced at half its ceiling, and on a mix
+with two-turn threads (a vague email, a clarifying question, the customer's answer played by this
+script), a MONITOR accounting run (`bench/commands.py`), the naive baseline (`bench/naive.py`),
+pools at 0 and 500 ms, and a 20,000-email run for RSS growth.
 
-Measured per run: emails/s (completed threads per second), end-to-end latency from enqueue to the
-classification event (p50/p95/p99), worker CPU ms per email (all worker processes), Redis commands
-per email (INFO commandstats delta, everything that touched the server: producer, broker, worker),
-peak RSS per worker process, and the ceiling concurrency / latency.
+Measured per run: emails/s (steady state: completions between the 10th and 90th percentile) and
+wall emails/s, end-to-end latency from enqueue to the classification event (p50/p95/p99), worker
+CPU ms per email (all worker processes), Redis commands per email (INFO commandstats delta,
+everything that touched the server: producer, broker, worker), peak RSS per worker process, and
+the ceiling concurrency / latency.
 """
 
 from __future__ import annotations
