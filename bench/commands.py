@@ -28,10 +28,10 @@ import psutil
 import redis
 
 from bench.common import worker_env
+from common import keys
+from common.settings import Settings
 from producers.enqueue import Enqueuer
 from triage.localstack import start_worker
-from worker import keys
-from worker.settings import Settings
 
 SENTINEL = "triage-bench-monitor-end"
 SCRIPT_CALLS = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL"}

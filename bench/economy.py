@@ -25,16 +25,16 @@ import redis
 import structlog
 
 from bench.common import redis_base
+from common.settings import Settings
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorThread
 from producers.parse import parse_email
 from producers.submit import Submitter, producer_app
-from worker.claude import ClaudeClient, make_client
-from worker.ledger import Ledger
-from worker.ratelimit import RateLimiter
-from worker.settings import Settings
-from worker.store import ThreadStore
-from worker.triage import Triage
+from worker.decide.claude import ClaudeClient, make_client
+from worker.decide.drain import Triage
+from worker.decide.ratelimit import RateLimiter
+from worker.state.ledger import Ledger
+from worker.state.store import ThreadStore
 
 OPENING = "Hi, my thing isn't working since this morning. Can you help?"
 REPLIES = [

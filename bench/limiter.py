@@ -23,11 +23,11 @@ import redis
 import structlog
 
 from bench.common import email, redis_base, worker_env
+from common.settings import Settings
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorThread
 from producers.enqueue import Enqueuer
 from triage.localstack import start_worker
-from worker.settings import Settings
 
 
 def one_mode(

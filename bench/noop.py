@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from worker.celery_config import celery_config
-from worker.settings import load_settings
+from common.celery_config import celery_config
+from common.settings import load_settings
 
 QUEUE = "noop"
 

@@ -44,12 +44,12 @@ import structlog
 
 from bench.commands import accounting_run
 from bench.common import redis_base, worker_env
+from common import keys
+from common.contract import QUEUE_TRIAGE
+from common.settings import Settings
 from producers.enqueue import Enqueuer
 from producers.submit import producer_app
 from triage.localstack import Process, start_emulator, start_worker
-from worker import keys
-from worker.contract import QUEUE_TRIAGE
-from worker.settings import Settings
 
 CLEAR = [
     "I was charged twice for my subscription.",

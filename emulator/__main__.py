@@ -1,6 +1,6 @@
 """`python -m emulator`: the same command as `triage emulator`."""
 
-from emulator.cli import emulator_command
+from emulator.command import emulator_command
 
 if __name__ == "__main__":
     emulator_command()

@@ -13,12 +13,12 @@ from pathlib import Path
 import redis
 import structlog
 
+from common.deadletters import DeadLetterStream
+from common.settings import Settings
 from producers.jsonl import parse_record
 from producers.parse import REASON_TOO_LARGE, EmailParseError, ParsedEmail, ParseLimits, parse_email
 from producers.sources import Item
 from producers.submit import Submitted, Submitter, producer_app
-from worker.deadletters import DeadLetterStream
-from worker.settings import Settings
 
 log = structlog.get_logger("producers.enqueue")
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import cast
 
-from worker.contract import FLAG_AUTO_SUBMITTED, FLAG_BOUNCE, FLAG_BULK, FLAG_NO_REPLY, Flag
+from common.contract import FLAG_AUTO_SUBMITTED, FLAG_BOUNCE, FLAG_BULK, FLAG_NO_REPLY, Flag
 
 AUTO_SUBMITTED = cast(Flag, FLAG_AUTO_SUBMITTED)
 BOUNCE = cast(Flag, FLAG_BOUNCE)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.contract import Attachment, Flag
 from producers.flags import robot_flags
 from producers.parse import (
     REASON_ATTACHMENT_ONLY,
@@ -26,7 +27,6 @@ from producers.parse import (
     synthetic_message_id,
 )
 from producers.text import bound_text, html_to_text, normalise_whitespace, strip_quoted
-from worker.contract import Attachment, Flag
 
 REASON_INVALID_JSONL = "invalid_jsonl"
 

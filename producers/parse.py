@@ -17,9 +17,9 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 
+from common.contract import Attachment, Flag
 from producers.flags import robot_flags
 from producers.text import bound_text, html_to_text, normalise_whitespace, strip_quoted
-from worker.contract import Attachment, Flag
 
 __all__ = [
     "EmailParseError",

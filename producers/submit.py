@@ -2,8 +2,8 @@
 
 One script does the dedupe (the Message-ID index, shared with threading), the inbox push and the
 `SET NX` "scheduled" flag; only the caller that set the flag publishes a drain task, so each thread
-has at most one drainer queued. Producers publish by task name and share only `worker.contract`,
-`worker.keys` and the Celery settings with the worker.
+has at most one drainer queued. Producers publish by task name and share only `common.contract`,
+`common.keys` and the Celery settings with the worker.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
+from common import keys
+from common.celery_config import celery_config
+from common.contract import QUEUE_TRIAGE, TASK_DRAIN, EmailPayload
+from common.settings import Settings
 from producers.parse import ParsedEmail
-from worker import keys
-from worker.celery_config import celery_config
-from worker.contract import QUEUE_TRIAGE, TASK_DRAIN, EmailPayload
-from worker.settings import Settings
 
 SUBMIT_LUA = """
 local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3])

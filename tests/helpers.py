@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.settings import Settings
 from triage.localstack import Process, start_worker
-from worker.settings import Settings
 
 STATE_DB = 15
 BROKER_DB = 14

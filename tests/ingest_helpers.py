@@ -16,8 +16,8 @@ from typing import Any
 
 from helpers import base_env, settings_from_env
 
+from common.settings import Settings
 from producers.enqueue import Enqueuer
-from worker.settings import Settings
 
 INGEST_BROKER_DB = 13
 REPO = Path(__file__).resolve().parents[1]

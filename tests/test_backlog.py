@@ -8,9 +8,9 @@ from pathlib import Path
 
 from helpers import base_env, run_triage, wait_for
 
-from worker import keys
-from worker.ledger import Ledger
-from worker.pricing import DEFAULT_PRICES
+from common import keys
+from worker.state.ledger import Ledger
+from worker.state.pricing import DEFAULT_PRICES
 
 TOPICS = [
     "I was charged twice for my subscription.",

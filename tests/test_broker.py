@@ -9,7 +9,7 @@ import uuid
 import redis
 from kombu import Connection
 
-from worker.broker import TRANSPORT, transport_for
+from common.broker import TRANSPORT, transport_for
 
 
 def unacked(client: redis.Redis, tag: str) -> tuple[object, object]:
@@ -33,7 +33,7 @@ def test_delivery_and_ack_bookkeeping_match_stock_kombu(broker_url):
     queue = f"q-{uuid.uuid4().hex}"
     ours, (conn, simple, message) = delivered(broker_url, TRANSPORT, queue)
     stock, (conn2, simple2, message2) = delivered(broker_url, None, queue)
-    assert type(conn.transport).__module__ == "worker.broker"
+    assert type(conn.transport).__module__ == "common.broker"
     assert ours[1:] == stock[1:] and sorted(ours[0]) == sorted(stock[0])
     assert ours[0]["body"] == stock[0]["body"] and ours[1:] == [queue, queue]
     message.ack()

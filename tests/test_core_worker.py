@@ -10,12 +10,12 @@ from helpers import wait_for
 from mail import SEED_FIRST, make_email
 from test_seed_conversation import events, outbox, user_texts
 
+from common import keys
+from common.contract import TASK_DRAIN
+from common.deadletters import DeadLetterStream
 from producers.enqueue import Enqueuer, Rejected
 from producers.submit import producer_app, thread_id_for
-from worker import keys
-from worker.contract import TASK_DRAIN
-from worker.deadletters import DeadLetterStream
-from worker.store import ThreadStore
+from worker.state.store import ThreadStore
 
 BILLING = "I was charged twice for my subscription, please refund the duplicate payment."
 

@@ -11,12 +11,12 @@ from mail import SEED_FIRST, SEED_REPLY, make_email
 from test_seed_conversation import events, outbox
 
 from producers.enqueue import Enqueuer
-from worker.conversation import check_alternation
-from worker.ledger import Ledger
-from worker.pricing import DEFAULT_PRICES, ModelPrice, cost_usd, price_for
-from worker.pruning import MARKER, prune
-from worker.store import ThreadStore
-from worker.usage import Usage
+from worker.decide.conversation import check_alternation
+from worker.decide.pruning import MARKER, prune
+from worker.state.ledger import Ledger
+from worker.state.pricing import DEFAULT_PRICES, ModelPrice, cost_usd, price_for
+from worker.state.store import ThreadStore
+from worker.state.usage import Usage
 
 TODAY = dt.datetime.now(dt.UTC).date()
 

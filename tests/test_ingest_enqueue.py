@@ -17,12 +17,12 @@ from ingest_helpers import (
     write_mbox,
 )
 
+from common import keys
+from common.contract import EmailPayload
+from common.deadletters import DeadLetterStream
 from producers.enqueue import Rejected
 from producers.sources import iter_items, resolve_inputs
 from producers.submit import Submitted, thread_id_for
-from worker import keys
-from worker.contract import EmailPayload
-from worker.deadletters import DeadLetterStream
 
 
 def inbox(r: redis.Redis, thread_id: str) -> list[EmailPayload]:

@@ -10,8 +10,8 @@ import time
 from helpers import base_env, run_triage, wait_for
 from mail import make_email
 
+from common import keys
 from triage.localstack import free_port
-from worker import keys
 
 TAIL = (sys.executable, "-m", "triage", "events", "tail")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import yaml
 
-from triage.cli import _register_commands, cli
-from worker.settings import Settings, env_name
+from common.settings import Settings, env_name
+from triage.main import _register_commands, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIABLE = re.compile(r"\b((?:TRIAGE|ANTHROPIC)_[A-Z0-9_]+)")

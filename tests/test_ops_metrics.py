@@ -10,9 +10,9 @@ from helpers import base_env, settings_from_env, wait_for
 from mail import make_email
 from prometheus_client.parser import text_string_to_metric_families
 
+from common import keys
 from producers.enqueue import Enqueuer
 from triage.localstack import free_port, start_worker
-from worker import keys
 
 CLEAR = [
     "My parcel never arrived.",

@@ -9,8 +9,8 @@ import time
 from helpers import launch_worker, wait_for
 from mail import make_email
 
+from common import keys
 from producers.enqueue import Enqueuer
-from worker import keys
 
 LATENCY_S = 2.5
 EMAILS = 10  # the worker runs 8 at once: 8 in flight at SIGTERM, 2 still in the queue

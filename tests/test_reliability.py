@@ -19,12 +19,12 @@ from mail import make_email
 from test_core_worker import api_requests, dead_letters
 from test_seed_conversation import events, user_texts
 
+from common import keys
+from common.errors import RetryLater
 from producers.enqueue import Enqueuer
 from triage.localstack import Process, free_port, redis_reachable
-from worker import keys
-from worker.errors import RetryLater
-from worker.ratelimit import RateLimiter
-from worker.store import ThreadStore
+from worker.decide.ratelimit import RateLimiter
+from worker.state.store import ThreadStore
 
 FAST_RECOVERY = {
     "TRIAGE_SWEEP_INTERVAL_SECONDS": "0.5",
@@ -233,8 +233,8 @@ def test_permanent_error_replayed_after_the_fix_is_applied_once(r, emulator, wor
     assert letter.reason == "api_404"
     broken.process.stop()
     fixed = worker_factory()
-    from triage.state import open_replayer
-    from worker.deadletters import DeadLetterStream
+    from common.deadletters import DeadLetterStream
+    from triage.resources import open_replayer
 
     replayer = open_replayer(fixed.settings())
     assert replayer.replay(letter).outcome == "replayed"

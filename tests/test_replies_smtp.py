@@ -13,11 +13,11 @@ from smtp_helpers import Credentials, RecordingHandler, start_smtp, tls_setup
 from test_core_worker import api_requests
 from test_seed_conversation import events, outbox
 
+from common import keys
+from common.deadletters import DeadLetterStream
 from producers.enqueue import Enqueuer
 from triage.localstack import free_port
-from worker import keys
-from worker.deadletters import DeadLetterStream
-from worker.store import ThreadStore
+from worker.state.store import ThreadStore
 
 SUPPORT = "Acme Support <help@acme.test>"
 

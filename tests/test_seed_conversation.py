@@ -9,9 +9,9 @@ from typing import Any
 from helpers import wait_for
 from mail import SEED_FIRST, SEED_REPLY, make_email
 
+from common import keys
 from producers.submit import thread_id_for
-from worker import keys
-from worker.store import ThreadStore
+from worker.state.store import ThreadStore
 
 
 def events(r: Any, types: tuple[str, ...] = ("classified", "escalated")) -> list[dict[str, Any]]:

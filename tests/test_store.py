@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from worker import keys
-from worker.ledger import Charge
-from worker.store import Commit, ThreadStore
-from worker.usage import Usage
+from common import keys
+from worker.state.ledger import Charge
+from worker.state.store import Commit, ThreadStore
+from worker.state.usage import Usage
 
 USER = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
 ASSISTANT = {"role": "assistant", "content": [{"type": "text", "text": "{}"}]}

@@ -10,20 +10,20 @@ import pytest
 import structlog
 from mail import SEED_FIRST, make_email
 
+from common.contract import EmailPayload
+from common.errors import ConfigError, InvalidPayload, Permanent, RetryLater
+from common.logging import task_context
+from common.settings import Settings, load_settings
 from producers.parse import EmailParseError, parse_email, strip_quoted
-from worker.backoff import compute_backoff
-from worker.contract import EmailPayload
-from worker.conversation import bound_text, check_alternation, user_turn
-from worker.decision import InvalidDecision, parse_decision
-from worker.errors import ConfigError, InvalidPayload, Permanent, RetryLater
-from worker.logging import task_context
-from worker.mailthread import references_chain, reply_message_id, reply_subject
-from worker.prompt import build_request, decision_schema
-from worker.relay import SAFE_QUESTION, check_question
-from worker.settings import Settings, load_settings
+from worker.decide.conversation import bound_text, check_alternation, user_turn
+from worker.decide.decision import InvalidDecision, parse_decision
+from worker.decide.drain import no_question_reason
+from worker.decide.prompt import build_request, decision_schema
+from worker.recovery.backoff import compute_backoff
+from worker.reply.headers import references_chain, reply_message_id, reply_subject
+from worker.reply.send_guard import SAFE_QUESTION, check_question
+from worker.reply.transports import translate_smtp
 from worker.tasks import thread_id_from
-from worker.transports import translate_smtp
-from worker.triage import no_question_reason
 
 LABELS = ["BILLING", "SHIPPING", "TECHNICAL", "OTHER"]
 

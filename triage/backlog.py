@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 
 import click
 
+from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from common.settings import Settings
 from producers.enqueue import Enqueuer, Rejected
 from producers.sources import iter_items, resolve_inputs
 from producers.submit import producer_app
-from triage.state import open_redis
-from worker.backlog import BacklogReport, BacklogRunner
-from worker.claude import BatchClient, ClaudeClient, make_client
-from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
-from worker.ledger import Ledger
+from triage.resources import open_redis
+from worker.decide.batch import BacklogReport, BacklogRunner
+from worker.decide.claude import BatchClient, ClaudeClient, make_client
+from worker.decide.drain import Triage
 from worker.runtime import limiter
-from worker.settings import Settings
-from worker.store import ThreadStore
-from worker.triage import Triage
+from worker.state.ledger import Ledger
+from worker.state.store import ThreadStore
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import click
 import redis
 
-from worker import keys
-from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE
-from worker.settings import Settings
+from common import keys
+from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE
+from common.settings import Settings
 
 Status = Literal["ok", "warn", "fail", "skip"]
 MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -88,7 +88,7 @@ def redis_checks(label: str, url: str) -> tuple[list[Check], redis.Redis | None]
 
 
 def broker_settings_check(settings: Settings) -> Check:
-    from worker.celery_config import celery_config
+    from common.celery_config import celery_config
 
     config = celery_config(settings)
     options = config["broker_transport_options"]
@@ -220,7 +220,7 @@ def run_checks(settings: Settings) -> list[Check]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: healthy + checks.")
 def doctor(as_json: bool) -> None:
     """Check Redis, the broker, the API key and the backlog; exit 1 if anything failed."""
-    from triage.cli import settings_or_exit
+    from triage.main import settings_or_exit
 
     checks = run_checks(settings_or_exit())
     healthy = not any(check.status == "fail" for check in checks)

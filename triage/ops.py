@@ -14,7 +14,7 @@ from typing import Any
 import click
 import redis
 
-from worker import keys
+from common import keys
 
 #: How long one blocking XREAD waits before checking the follow deadline again.
 BLOCK_MS = 500
@@ -75,8 +75,8 @@ def thread_line(meta: dict[str, str]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def thread_list(status: str | None, category: str | None, limit: int, as_json: bool) -> None:
     """Threads, most recently updated first."""
-    from triage.cli import settings_or_exit
-    from triage.state import open_redis
+    from triage.main import settings_or_exit
+    from triage.resources import open_redis
 
     client = open_redis(settings_or_exit())
     shown = 0
@@ -211,8 +211,8 @@ def events_tail(
     COUNT events not yet delivered to the group, each acknowledged once printed, so several tails
     (or a downstream consumer) in one group share the stream and a restart resumes where it left.
     """
-    from triage.cli import settings_or_exit
-    from triage.state import open_redis
+    from triage.main import settings_or_exit
+    from triage.resources import open_redis
 
     client = open_redis(settings_or_exit())
 

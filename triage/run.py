@@ -22,12 +22,12 @@ from typing import Any
 import click
 import redis
 
+from common import keys
+from common.settings import Settings, load_settings
 from producers.enqueue import Enqueuer, iter_eml_files
 from producers.submit import Submitted, thread_id_for
 from triage.localstack import Process, redis_reachable, start_emulator, start_redis, start_worker
-from worker import keys
-from worker.settings import Settings, load_settings
-from worker.store import ThreadStore
+from worker.state.store import ThreadStore
 
 FINAL_STATES = ("classified", "escalated")
 EMULATOR_KEY = "sk-emulator-local"

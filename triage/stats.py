@@ -8,11 +8,11 @@ import re
 from collections import Counter
 from typing import Any
 
-from triage.state import open_redis
-from worker import keys
-from worker.deadletters import DeadLetterStream
-from worker.ledger import Ledger
-from worker.settings import Settings
+from common import keys
+from common.deadletters import DeadLetterStream
+from common.settings import Settings
+from triage.resources import open_redis
+from worker.state.ledger import Ledger
 
 RELATIVE = re.compile(r"^(\d+)([dh])$")
 

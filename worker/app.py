@@ -11,14 +11,15 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker import metrics, tasks
-from worker.celery_config import celery_config
-from worker.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
-from worker.errors import ConfigError
-from worker.logging import configure_logging
+from common.celery_config import celery_config
+from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from common.errors import ConfigError
+from common.logging import configure_logging
+from common.settings import Settings, load_settings
+from worker import tasks
+from worker.observe import metrics
+from worker.recovery.sweeper import Sweeper, SweepLimits
 from worker.runtime import Runtime
-from worker.settings import Settings, load_settings
-from worker.sweeper import Sweeper, SweepLimits
 
 
 def create_app(settings: Settings) -> Celery:

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.claude import ClaudeClient, make_client
-from worker.contract import ReplyTask
-from worker.deadletters import DeadLetterStream
-from worker.ledger import Ledger
-from worker.ratelimit import RateLimiter
-from worker.replies import load_reply_template
-from worker.settings import Settings
-from worker.store import ThreadStore
-from worker.transports import Transport, make_transport
-from worker.triage import Triage
+from common.contract import ReplyTask
+from common.deadletters import DeadLetterStream
+from common.settings import Settings
+from worker.decide.claude import ClaudeClient, make_client
+from worker.decide.drain import Triage
+from worker.decide.ratelimit import RateLimiter
+from worker.reply.render import load_reply_template
+from worker.reply.transports import Transport, make_transport
+from worker.state.ledger import Ledger
+from worker.state.store import ThreadStore
 
 
 def redis_client(url: str) -> redis.Redis:

@@ -16,12 +16,13 @@ import redis
 import structlog
 from pydantic import ValidationError
 
-from worker import keys, metrics
-from worker.backoff import compute_backoff
-from worker.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
-from worker.errors import InvalidPayload, Permanent, RetryLater
-from worker.logging import task_context
-from worker.replies import render_reply
+from common import keys
+from common.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from common.errors import InvalidPayload, Permanent, RetryLater
+from common.logging import task_context
+from worker.observe import metrics
+from worker.recovery.backoff import compute_backoff
+from worker.reply.render import render_reply
 from worker.runtime import Runtime
 
 log = structlog.get_logger("worker.tasks")

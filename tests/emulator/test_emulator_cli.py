@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from emu_helpers import MODEL, TURN2, user
 
-from emulator.cli import emulator_command
+from emulator.command import emulator_command
 from emulator.server import EmulatorThread
 
 

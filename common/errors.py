@@ -1,0 +1,64 @@
+"""One error hierarchy, split by what the caller must do about it.
+
+- `RetryLater`: transient (network, 429/5xx after the SDK's own retries, Redis outage); the task is
+  retried with backoff and dead-lettered once the attempt budget is spent.
+- `Permanent`: retrying cannot help (bad payload, a 400 from the API, a truncated reply twice); the
+  work goes to the dead-letter stream at once, with the reason.
+- `Drop`: nothing to do and nothing lost (a duplicate, an already-finished task).
+SDK exceptions are translated into these only in `worker.decide.claude`.
+"""
+
+from __future__ import annotations
+
+
+class TriageError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class ConfigError(TriageError):
+    """A setting is missing or invalid; raised at start-up, naming the variable."""
+
+    reason = "bad_setting"
+
+
+class RetryLater(TriageError):
+    """Transient failure: try the same work again later."""
+
+    reason = "transient"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+class Permanent(TriageError):
+    """Retrying cannot help: dead-letter the work with this reason."""
+
+    reason = "permanent"
+
+
+class Truncated(Permanent):
+    """The model stopped before finishing (`max_tokens`, context window); never persisted."""
+
+    reason = "truncated"
+
+
+class InvalidPayload(Permanent):
+    """A task or inbox payload that does not match the contract."""
+
+    reason = "invalid_payload"
+
+
+class Drop(TriageError):
+    """Nothing to do: the work was already done or never needed doing."""
+
+    reason = "drop"

@@ -1,0 +1,90 @@
+"""Every Redis key name the project uses, in one place (producers import this too).
+
+All keys share one prefix so a deployment can share a Redis with other apps. Per-thread keys carry
+the thread id; Redis Cluster is not supported (commits touch a thread's keys and global streams).
+"""
+
+from __future__ import annotations
+
+PREFIX = "triage"
+
+#: Stream of classification / escalation events for downstream systems.
+EVENTS = f"{PREFIX}:events"
+#: Stream of rendered outbound replies (the `outbox` reply transport).
+OUTBOX = f"{PREFIX}:outbox"
+#: Dead-letter stream: work that could not be completed, with the reason and enough to replay.
+DEAD_LETTERS = f"{PREFIX}:dlq"
+#: Hash reply_id -> reply task JSON, for replies decided but not yet sent.
+REPLIES_PENDING = f"{PREFIX}:replies:pending"
+#: Sorted set thread_id -> last update (unix seconds), for listing threads.
+THREADS = f"{PREFIX}:threads"
+#: Token buckets of the fleet-wide rate limiter (hashes: level, ts).
+RATE_REQUESTS = f"{PREFIX}:ratelimit:requests"
+RATE_INPUT_TOKENS = f"{PREFIX}:ratelimit:input_tokens"
+#: Sorted set thread_id -> since when it has had unprocessed email (the sweeper's work list).
+PENDING = f"{PREFIX}:pending"
+#: Sorted set thread_id -> since when its last decision has been waiting for the customer.
+AWAITING = f"{PREFIX}:threads:awaiting"
+
+
+def thread_meta(thread_id: str) -> str:
+    """Hash: version, status, clarifications, usage counters, subject, customer, references."""
+    return f"{PREFIX}:thread:{thread_id}"
+
+
+def thread_messages(thread_id: str) -> str:
+    """List of JSON turns: the Claude `messages` array exactly as resent."""
+    return f"{PREFIX}:thread:{thread_id}:messages"
+
+
+def thread_applied(thread_id: str) -> str:
+    """Set of email ids already applied to the thread (idempotency)."""
+    return f"{PREFIX}:thread:{thread_id}:applied"
+
+
+def thread_inbox(thread_id: str) -> str:
+    """List of pending email payloads (JSON) waiting for the thread's drainer."""
+    return f"{PREFIX}:thread:{thread_id}:inbox"
+
+
+def thread_scheduled(thread_id: str) -> str:
+    """Flag set while a drain task for the thread is queued or running (SET NX).
+
+    Its value is `queued:<unix time>` (set by whoever published the drain task) or
+    `running:<unix time>` (refreshed by the drainer), so the sweeper can tell a stale one.
+    """
+    return f"{PREFIX}:thread:{thread_id}:scheduled"
+
+
+def message_index(message_id: str) -> str:
+    """Message-ID -> thread id, for In-Reply-To / References threading and dedupe."""
+    return f"{PREFIX}:msgid:{message_id}"
+
+
+def reply_sent(reply_id: str) -> str:
+    """Sent-record of one outbound reply: checked before sending (exactly once)."""
+    return f"{PREFIX}:reply:{reply_id}:sent"
+
+
+def reply_sending(reply_id: str) -> str:
+    """Short-lived claim held while one worker talks SMTP for this reply (no parallel sends)."""
+    return f"{PREFIX}:reply:{reply_id}:sending"
+
+
+def ledger_day(day: str) -> str:
+    """Hash of one UTC day's usage: fields `model|category|counter` (see `worker.state.ledger`)."""
+    return f"{PREFIX}:ledger:{day}"
+
+
+def ledger_thread(thread_id: str) -> str:
+    """Hash of one thread's usage and cost over every call, failed decisions included."""
+    return f"{PREFIX}:ledger:thread:{thread_id}"
+
+
+#: Set of Message Batch ids submitted by `triage backlog` and not yet applied (resume list).
+BACKLOG_ACTIVE = f"{PREFIX}:backlog:active"
+
+
+def backlog_batch(batch_id: str) -> str:
+    """Hash thread_id -> JSON {version, email_ids} that a batch's requests were built from."""
+    return f"{PREFIX}:backlog:batch:{batch_id}"

@@ -1,0 +1,193 @@
+"""All configuration, from `TRIAGE_*` environment variables or a `.env` file.
+
+Built once at an entry point (`load_settings`) and passed down; nothing reads the environment at
+import time. `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` keep the names the SDK uses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from common.errors import ConfigError
+from worker.state.pricing import DEFAULT_PRICES, ModelPrice
+
+ENV_PREFIX = "TRIAGE_"
+LABEL_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
+
+
+class Category(BaseModel):
+    """One label the model may choose, with the one-line description it sees."""
+
+    name: str
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        value = value.strip().upper()
+        if not LABEL_PATTERN.match(value):
+            raise ValueError(f"category name {value!r} must match {LABEL_PATTERN.pattern}")
+        return value
+
+
+DEFAULT_CATEGORIES = (
+    Category(name="BILLING", description="charges, invoices, refunds, payments, subscriptions"),
+    Category(name="SHIPPING", description="deliveries, tracking, lost or damaged parcels"),
+    Category(name="TECHNICAL", description="errors, bugs, log-in and app or website problems"),
+    Category(name="OTHER", description="anything else that is clear but fits none of the above"),
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker, the producers and `triage run`; see the README's table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None
+    model: str = "claude-haiku-4-5"
+    max_tokens: int = Field(default=1024, ge=16, le=64_000)
+    categories: Annotated[list[Category], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_CATEGORIES)
+    )
+    system_prompt_file: Path | None = None
+    max_clarifications: int = Field(default=1, ge=0, le=10)
+    thread_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    max_turn_chars: int = Field(default=20_000, ge=200)
+    max_question_chars: int = Field(default=500, ge=40)
+    max_email_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_email_text_chars: int = Field(default=50_000, ge=200)
+    prompt_caching: bool = True
+    api_timeout_seconds: float = Field(default=60.0, gt=0)
+    api_max_retries: int = Field(default=2, ge=0, le=10)
+    task_max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_seconds: float = Field(default=2.0, gt=0)
+    retry_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    task_time_limit_seconds: int = Field(default=300, ge=10)
+    visibility_timeout_seconds: int = Field(default=3600, ge=60)
+    support_address: str = "support@example.com"
+    reply_transport: Literal["outbox", "smtp"] = "outbox"
+    reply_template_file: Path | None = None
+    smtp_host: str = "localhost"
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "implicit"] = "none"
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    reply_stale_seconds: float = Field(default=120.0, gt=0)
+    drain_stale_seconds: float = Field(default=90.0, gt=0)
+    queued_stale_seconds: float = Field(default=600.0, gt=0)
+    rate_limit_rpm: int = Field(default=0, ge=0)
+    rate_limit_itpm: int = Field(default=0, ge=0)
+    rate_limit_burst_seconds: float = Field(default=1.0, gt=0, le=10)
+    rate_limit_max_wait_seconds: float = Field(default=30.0, ge=0)
+    poison_max_attempts: int = Field(default=5, ge=1, le=100)
+    worker_pool: Literal["threads", "prefork", "gevent", "solo"] = "threads"
+    worker_concurrency: int = Field(default=128, ge=1, le=2000)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    events_maxlen: int = Field(default=1_000_000, ge=1000)
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    history_token_budget: int = Field(default=50_000, ge=0)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_address: str = "0.0.0.0"
+
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _parse_categories(cls, value: Any) -> Any:
+        """Accept a JSON list (of names or {name, description}) or comma-separated names."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            parsed = json.loads(text)
+        else:
+            parsed = [name for name in (part.strip() for part in text.split(",")) if name]
+        return [{"name": item} if isinstance(item, str) else item for item in parsed]
+
+    @field_validator("prices", mode="after")
+    @classmethod
+    def _prices_extend_defaults(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        """`TRIAGE_PRICES` adds or overrides models; the built-in rates stay for the rest."""
+        return {**DEFAULT_PRICES, **value}
+
+    @field_validator("categories")
+    @classmethod
+    def _distinct_categories(cls, value: list[Category]) -> list[Category]:
+        names = [category.name for category in value]
+        if not names:
+            raise ValueError("at least one category is required")
+        if len(set(names)) != len(names):
+            raise ValueError(f"category names must be distinct, got {names}")
+        return value
+
+    @field_validator("system_prompt_file", "reply_template_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_covers_retries(self) -> Settings:
+        needed = self.task_time_limit_seconds + self.retry_backoff_max_seconds
+        if self.visibility_timeout_seconds <= needed:
+            raise ValueError(
+                "TRIAGE_VISIBILITY_TIMEOUT_SECONDS "
+                f"({self.visibility_timeout_seconds}) must exceed "
+                f"TRIAGE_TASK_TIME_LIMIT_SECONDS + TRIAGE_RETRY_BACKOFF_MAX_SECONDS ({needed:g}), "
+                "or the broker redelivers tasks that are still running or waiting to retry"
+            )
+        return self
+
+    @property
+    def effective_smtp_port(self) -> int:
+        """465 for implicit TLS, 587 for STARTTLS, 25 otherwise, unless set."""
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"implicit": 465, "starttls": 587}.get(self.smtp_tls, 25)
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker is the state Redis unless `TRIAGE_BROKER_URL` says otherwise."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def category_names(self) -> list[str]:
+        return [category.name for category in self.categories]
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    alias = (
+        Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+    )
+    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or fail with one clear message naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            where = env_name(field) if field else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from None
+    except (SettingsError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None

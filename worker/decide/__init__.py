@@ -1,0 +1,1 @@
+"""Deciding: drain a thread's inbox into one turn, call Claude, parse the decision."""

@@ -1,0 +1,1 @@
+"""Observability: Prometheus counters and the scrape-time gauges server."""

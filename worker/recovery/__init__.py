@@ -1,0 +1,1 @@
+"""Recovery: re-drive work a crash left behind, replay dead letters, retry backoff."""

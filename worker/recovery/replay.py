@@ -1,0 +1,115 @@
+"""Replaying dead letters through the normal path, once their cause is fixed.
+
+An email goes back into its thread's inbox (the thread's applied-set makes that idempotent: an
+email that was applied meanwhile is skipped); a reply goes back to the reply queue (its sent-record
+makes that idempotent). A raw email that failed to parse is handed to the caller's `reparse`
+(the producers' enqueue). Entries that cannot be replayed (a malformed task) are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+from pydantic import ValidationError
+
+from common import keys
+from common.contract import EmailPayload, ReplyTask
+from common.deadletters import DeadLetter, DeadLetterStream
+
+log = structlog.get_logger("worker.recovery.replay")
+
+REQUEUE_LUA = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[4])
+if redis.call('SET', KEYS[2], 'queued:' .. ARGV[2], 'NX', 'EX', ARGV[5]) then return 1 end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    entry_id: str
+    outcome: str  # "replayed" or "kept"
+    detail: str
+
+
+class Replayer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        dead_letters: DeadLetterStream,
+        publish_drain: Callable[[str], None],
+        publish_reply: Callable[[ReplyTask], None],
+        reparse: Callable[[bytes, str], str] | None,
+        ttl_seconds: int,
+        flag_seconds: int,
+    ) -> None:
+        self._redis = client
+        self._dead_letters = dead_letters
+        self._publish_drain = publish_drain
+        self._publish_reply = publish_reply
+        self._reparse = reparse
+        self._requeue = client.register_script(REQUEUE_LUA)
+        self._ttl = ttl_seconds
+        self._flag_seconds = flag_seconds
+
+    def replay(self, letter: DeadLetter) -> ReplayResult:
+        payload: Any = letter.body.get("payload")
+        try:
+            detail = self._dispatch(payload)
+        except ValueError as exc:
+            log.warning("dlq.replay_kept", entry_id=letter.entry_id, reason=str(exc))
+            return ReplayResult(letter.entry_id, "kept", str(exc))
+        self._dead_letters.delete(letter.entry_id)
+        log.info("dlq.replayed", entry_id=letter.entry_id, detail=detail)
+        return ReplayResult(letter.entry_id, "replayed", detail)
+
+    def _dispatch(self, payload: Any) -> str:
+        if isinstance(payload, dict) and "reply_id" in payload:
+            return self._replay_reply(payload)
+        if isinstance(payload, dict) and "message_id" in payload:
+            return self._replay_email(payload)
+        if isinstance(payload, dict) and "raw" in payload:
+            if self._reparse is None:
+                raise ValueError("raw emails need the producers to replay")
+            return self._reparse(str(payload["raw"]).encode(), str(payload.get("source", "dlq")))
+        raise ValueError("nothing replayable in this entry (a malformed task or inbox entry)")
+
+    def _replay_email(self, payload: dict[str, Any]) -> str:
+        try:
+            email = EmailPayload.model_validate(payload)
+        except ValidationError as exc:
+            raise ValueError(f"not a valid email payload: {exc.error_count()} errors") from None
+        scheduled = self._requeue(
+            keys=[
+                keys.thread_inbox(email.thread_id),
+                keys.thread_scheduled(email.thread_id),
+                keys.PENDING,
+            ],
+            args=[
+                email.model_dump_json(),
+                f"{time.time():.3f}",
+                self._ttl,
+                email.thread_id,
+                self._flag_seconds,
+            ],
+        )
+        if scheduled:
+            self._publish_drain(email.thread_id)
+        return f"email {email.message_id} back in thread {email.thread_id}"
+
+    def _replay_reply(self, payload: dict[str, Any]) -> str:
+        try:
+            reply = ReplyTask.model_validate(payload)
+        except ValidationError as exc:
+            raise ValueError(f"not a valid reply payload: {exc.error_count()} errors") from None
+        self._redis.hset(keys.REPLIES_PENDING, reply.reply_id, reply.model_dump_json())
+        self._redis.hset(keys.thread_meta(reply.thread_id), "status", "awaiting_customer")
+        self._publish_reply(reply)
+        return f"reply {reply.reply_id} queued again"
