@@ -25,16 +25,15 @@ import redis
 import structlog
 
 from bench.common import redis_base
+from common.contract import ReplyTask
 from common.settings import Settings
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorThread
 from producers.parse import parse_email
-from producers.submit import Submitter, producer_app
-from worker.decide.claude import ClaudeClient, make_client
-from worker.decide.drain import Triage
+from producers.submit import Submitter
 from worker.decide.ratelimit import RateLimiter
+from worker.runtime import build_drain_step
 from worker.state.ledger import Ledger
-from worker.state.store import ThreadStore
 
 OPENING = "Hi, my thing isn't working since this morning. Can you help?"
 REPLIES = [
@@ -64,6 +63,16 @@ def raw_email(message_id: str, body: str, in_reply_to: str | None, quoted: str) 
     return f"{headers}\r\n{body}{quote}\r\n".encode()
 
 
+class NoPublisher:
+    """Publishes nothing: drains run in this process, replies are not sent."""
+
+    def drain(self, thread_id: str) -> None:
+        pass
+
+    def reply(self, reply: ReplyTask) -> None:
+        pass
+
+
 def run_combo(
     base: str, emulator_url: str, threads: int, words: int, caching: bool, strip: bool
 ) -> dict[str, Any]:
@@ -81,18 +90,12 @@ def run_combo(
         }
     )
     settings = Settings()
-    store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
     ledger = Ledger(client, settings.prices, settings.thread_ttl_seconds)
-    triage = Triage(
-        settings,
-        store,
-        ClaudeClient(make_client(settings)),
-        lambda reply: None,  # replies are not sent in this benchmark
-        RateLimiter(client, 0, 0, 1.0, 0),
-        ledger,
+    publisher = NoPublisher()  # the benchmark drains in-process; nothing is queued or sent
+    drain_step = build_drain_step(
+        settings, client, publisher, limiter=RateLimiter(client, 0, 0, 1.0, 0)
     )
-    submitter = Submitter(settings, client, producer_app(settings))
-    submitter._publish_drain = lambda thread_id: None  # type: ignore[method-assign]
+    submitter = Submitter(settings, client, publisher)
     per_thread: list[dict[str, int]] = []
     for t in range(threads):
         history = ""
@@ -107,7 +110,7 @@ def run_combo(
                 full = raw.decode().split("\r\n\r\n", 1)[1].replace("\r\n", "\n").strip()
                 parsed = parsed.__class__(**{**parsed.__dict__, "text": full})
             thread_id = submitter.submit(parsed).thread_id
-            triage.drain(thread_id)
+            drain_step.drain(thread_id)
             history = f"{body}\n{history}" if history else body
             previous = message_id
         per_thread.append(ledger.thread(thread_id))

@@ -46,9 +46,9 @@ from bench.commands import accounting_run
 from bench.common import redis_base, worker_env
 from common import keys
 from common.contract import QUEUE_TRIAGE
+from common.publish import producer_app
 from common.settings import Settings
 from producers.enqueue import Enqueuer
-from producers.submit import producer_app
 from triage.localstack import Process, start_emulator, start_worker
 
 CLEAR = [

@@ -9,18 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from common.broker import transport_for
+from common.connections import client_options
 from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY
 from common.settings import Settings
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
-    return {
-        "visibility_timeout": settings.visibility_timeout_seconds,
-        "socket_timeout": 30,
-        "socket_connect_timeout": 10,
-        "retry_on_timeout": True,
-        "health_check_interval": 25,
-    }
+    return {"visibility_timeout": settings.visibility_timeout_seconds, **client_options()}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from pathlib import Path
 import redis
 import structlog
 
+from common.connections import redis_client
 from common.deadletters import DeadLetterStream
+from common.publish import Publisher
 from common.settings import Settings
 from producers.jsonl import parse_record
 from producers.parse import REASON_TOO_LARGE, EmailParseError, ParsedEmail, ParseLimits, parse_email
 from producers.sources import Item
-from producers.submit import Submitted, Submitter, producer_app
+from producers.submit import Submitted, Submitter
 
 log = structlog.get_logger("producers.enqueue")
 
@@ -46,9 +48,10 @@ class Enqueuer:
     def __init__(
         self, settings: Settings, client: redis.Redis | None = None, hold_for_batch: bool = False
     ) -> None:
-        self._redis = client or redis.Redis.from_url(settings.redis_url, socket_timeout=15)
-        app = producer_app(settings)
-        self._submitter = Submitter(settings, self._redis, app, hold_for_batch)
+        self._redis = client or redis_client(settings.redis_url)
+        self._submitter = Submitter(
+            settings, self._redis, Publisher.for_settings(settings), hold_for_batch
+        )
         self._dead_letters = DeadLetterStream(self._redis)
         self.limits = limits_from(settings)
 

@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 
 import redis
-from celery import Celery
 
 from common import keys
-from common.celery_config import celery_config
-from common.contract import QUEUE_TRIAGE, TASK_DRAIN, EmailPayload
+from common.contract import EmailPayload
+from common.publish import Publisher
 from common.settings import Settings
 from producers.parse import ParsedEmail
 
@@ -56,22 +55,19 @@ def thread_id_for(message_id: str) -> str:
     return "t" + hashlib.sha256(message_id.encode()).hexdigest()[:20]
 
 
-def producer_app(settings: Settings) -> Celery:
-    """A Celery app used only to publish, with the same transport options as the worker."""
-    app = Celery("triage-producer", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    return app
-
-
 class Submitter:
     def __init__(
-        self, settings: Settings, client: redis.Redis, app: Celery, hold_for_batch: bool = False
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        publisher: Publisher,
+        hold_for_batch: bool = False,
     ) -> None:
         """With `hold_for_batch`, a new thread is held for the Batches API (flag `batch:<t>`)
         instead of getting a drain task; `Submitted.scheduled` then means "held"."""
         self._settings = settings
         self._redis = client
-        self._app = app
+        self._publisher = publisher
         self._submit = client.register_script(SUBMIT_LUA)
         self._hold = hold_for_batch
 
@@ -131,7 +127,7 @@ class Submitter:
 
     def _publish_drain(self, thread_id: str) -> None:
         try:
-            self._app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
+            self._publisher.drain(thread_id)
         except Exception:
             # Free the flag so the next submission (or a re-run) schedules the thread again.
             self._redis.delete(keys.thread_scheduled(thread_id))

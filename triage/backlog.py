@@ -7,18 +7,14 @@ from dataclasses import dataclass, field
 
 import click
 
-from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from common.publish import Publisher
 from common.settings import Settings
 from producers.enqueue import Enqueuer, Rejected
 from producers.sources import iter_items, resolve_inputs
-from producers.submit import producer_app
 from triage.resources import open_redis
 from worker.decide.batch import BacklogReport, BacklogRunner
 from worker.decide.claude import BatchClient, ClaudeClient, make_client
-from worker.decide.drain import Triage
-from worker.runtime import limiter
-from worker.state.ledger import Ledger
-from worker.state.store import ThreadStore
+from worker.runtime import build_drain_step
 
 
 @dataclass
@@ -31,25 +27,13 @@ class Staged:
 
 def build_runner(settings: Settings, max_requests: int) -> BacklogRunner:
     client = open_redis(settings)
-    app = producer_app(settings)
-
-    def publish_drain(thread_id: str) -> None:
-        app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
-
-    def publish_reply(reply: ReplyTask) -> None:
-        app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")], queue=QUEUE_REPLIES)
-
+    publisher = Publisher.for_settings(settings)
     sdk = make_client(settings)
-    store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
-    ledger = Ledger(client, settings.prices, settings.thread_ttl_seconds)
-    triage = Triage(
-        settings, store, ClaudeClient(sdk), publish_reply, limiter(settings, client), ledger
-    )
     return BacklogRunner(
         client,
         BatchClient(sdk),
-        triage,
-        publish_drain,
+        build_drain_step(settings, client, publisher, claude=ClaudeClient(sdk)),
+        publisher,
         settings.visibility_timeout_seconds,
         max_requests=max_requests,
     )

@@ -16,6 +16,7 @@ import click
 import redis
 
 from common import keys
+from common.connections import redis_client
 from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE
 from common.settings import Settings
 
@@ -32,7 +33,8 @@ class Check:
 
 
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+    # Doctor probes: fail fast and do not retry, so a dead server is reported in seconds.
+    return redis_client(url, socket_timeout=5, socket_connect_timeout=3, retry_on_timeout=False)
 
 
 def _safe_url(url: str) -> str:
@@ -220,7 +222,7 @@ def run_checks(settings: Settings) -> list[Check]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: healthy + checks.")
 def doctor(as_json: bool) -> None:
     """Check Redis, the broker, the API key and the backlog; exit 1 if anything failed."""
-    from triage.main import settings_or_exit
+    from triage.resources import settings_or_exit
 
     checks = run_checks(settings_or_exit())
     healthy = not any(check.status == "fail" for check in checks)

@@ -9,14 +9,8 @@ from typing import Any
 import click
 
 from common.errors import ConfigError
-from common.settings import Settings, load_settings
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+from common.settings import Settings
+from triage.resources import settings_or_exit
 
 
 def configure_cli_logging(settings: Settings) -> None:

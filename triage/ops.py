@@ -75,8 +75,7 @@ def thread_line(meta: dict[str, str]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def thread_list(status: str | None, category: str | None, limit: int, as_json: bool) -> None:
     """Threads, most recently updated first."""
-    from triage.main import settings_or_exit
-    from triage.resources import open_redis
+    from triage.resources import open_redis, settings_or_exit
 
     client = open_redis(settings_or_exit())
     shown = 0
@@ -211,8 +210,7 @@ def events_tail(
     COUNT events not yet delivered to the group, each acknowledged once printed, so several tails
     (or a downstream consumer) in one group share the stream and a restart resumes where it left.
     """
-    from triage.main import settings_or_exit
-    from triage.resources import open_redis
+    from triage.resources import open_redis, settings_or_exit
 
     client = open_redis(settings_or_exit())
 

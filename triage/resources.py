@@ -1,27 +1,34 @@
-"""Read-side helpers for the inspection commands (thread, outbox, dlq)."""
+"""What the commands open: settings (or a one-line exit), Redis, the store, dead letters, replay.
+
+Every command module imports from here, never from `triage.main` (no import circles)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import click
 import redis
 
 from common import keys
-from common.contract import (
-    QUEUE_REPLIES,
-    QUEUE_TRIAGE,
-    TASK_DRAIN,
-    TASK_SEND_REPLY,
-    ReplyTask,
-)
+from common.connections import redis_client
 from common.deadletters import DeadLetterStream
-from common.settings import Settings
+from common.errors import ConfigError
+from common.publish import Publisher
+from common.settings import Settings, load_settings
 from worker.recovery.replay import Replayer
 from worker.state.store import ThreadStore
 
 
+def settings_or_exit() -> Settings:
+    """The settings, or a one-line error naming the variable (click exits 1)."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def open_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    return redis_client(settings.redis_url)
 
 
 def open_store(settings: Settings) -> ThreadStore:
@@ -43,17 +50,10 @@ def read_outbox(settings: Settings, count: int = 1000) -> list[dict[str, Any]]:
 def open_replayer(settings: Settings) -> Replayer:
     """A replayer wired to the producers: tasks are published by name, raw mail re-parsed."""
     from producers.enqueue import Enqueuer, Rejected
-    from producers.submit import producer_app
 
     client = open_redis(settings)
-    app = producer_app(settings)
+    publisher = Publisher.for_settings(settings)
     enqueuer = Enqueuer(settings, client)
-
-    def publish_drain(thread_id: str) -> None:
-        app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
-
-    def publish_reply(reply: ReplyTask) -> None:
-        app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")], queue=QUEUE_REPLIES)
 
     def reparse(raw: bytes, source: str) -> str:
         result = enqueuer.enqueue_bytes(raw, source)
@@ -64,8 +64,7 @@ def open_replayer(settings: Settings) -> Replayer:
     return Replayer(
         client,
         DeadLetterStream(client),
-        publish_drain,
-        publish_reply,
+        publisher,
         reparse,
         settings.thread_ttl_seconds,
         settings.visibility_timeout_seconds,

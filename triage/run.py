@@ -23,6 +23,7 @@ import click
 import redis
 
 from common import keys
+from common.connections import redis_client
 from common.settings import Settings, load_settings
 from producers.enqueue import Enqueuer, iter_eml_files
 from producers.submit import Submitted, thread_id_for
@@ -144,7 +145,7 @@ def run(exit_when_drained: bool, timeout: float) -> None:
         processes.append(worker)
         relay = LogRelay(worker.popen.stdout)
         relay.start()
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings.redis_url)
         store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
         enqueuer = Enqueuer(settings, client)
         thread_ids: list[str] = []

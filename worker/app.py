@@ -12,12 +12,13 @@ from typing import Any
 from celery import Celery, signals
 
 from common.celery_config import celery_config
-from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
+from common.contract import TASK_DRAIN, TASK_SEND_REPLY
 from common.errors import ConfigError
 from common.logging import configure_logging
+from common.publish import Publisher
 from common.settings import Settings, load_settings
 from worker import tasks
-from worker.observe import metrics
+from worker.observe import metrics_server
 from worker.recovery.sweeper import Sweeper, SweepLimits
 from worker.runtime import Runtime
 
@@ -35,10 +36,8 @@ def create_app(settings: Settings) -> Celery:
     app = Celery("triage", set_as_current=False)
     app.conf.update(celery_config(settings))
 
-    def publish_reply(reply: ReplyTask) -> None:
-        app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")], queue=QUEUE_REPLIES)
-
-    runtime = Runtime(settings, publish_reply)
+    publisher = Publisher(app)
+    runtime = Runtime(settings, publisher)
     app.triage_runtime = runtime
 
     @app.task(name=TASK_DRAIN, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
@@ -52,9 +51,6 @@ def create_app(settings: Settings) -> Celery:
     def setup_logging(**_: Any) -> None:
         configure_logging(settings)
 
-    def publish_drain(thread_id: str) -> None:
-        app.send_task(TASK_DRAIN, args=[thread_id], queue=QUEUE_TRIAGE)
-
     limits = SweepLimits(
         interval=settings.sweep_interval_seconds,
         reply_stale=settings.reply_stale_seconds,
@@ -62,11 +58,11 @@ def create_app(settings: Settings) -> Celery:
         queued_stale=settings.queued_stale_seconds,
         flag_seconds=settings.visibility_timeout_seconds,
     )
-    sweeper = Sweeper(lambda: runtime.resources.redis, publish_reply, publish_drain, limits)
+    sweeper = Sweeper(lambda: runtime.resources.redis, publisher, limits)
 
     def start_sweeper(**_: Any) -> None:
         sweeper.start()
-        metrics.start_server(settings)
+        metrics_server.start(settings)
 
     def stop_sweeper(**_: Any) -> None:
         sweeper.stop()

@@ -1,19 +1,20 @@
-"""Per-process resources (Redis, SDK client, store, triage), built lazily after any fork."""
+"""Building the worker's parts: `build_drain_step` (the one factory, used by the worker, the backlog
+command and the benchmarks) and `Runtime`, the per-process resources built lazily after any fork."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
-from common.contract import ReplyTask
+from common.connections import redis_client
 from common.deadletters import DeadLetterStream
+from common.publish import TaskPublisher
 from common.settings import Settings
 from worker.decide.claude import ClaudeClient, make_client
-from worker.decide.drain import Triage
+from worker.decide.drain import DrainStep
 from worker.decide.ratelimit import RateLimiter
 from worker.reply.render import load_reply_template
 from worker.reply.transports import Transport, make_transport
@@ -21,28 +22,8 @@ from worker.state.ledger import Ledger
 from worker.state.store import ThreadStore
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A client with timeouts, so an outage fails fast (and is retried) instead of hanging."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=15,
-        socket_connect_timeout=5,
-        health_check_interval=25,
-        retry_on_timeout=True,
-    )
-
-
-@dataclass(frozen=True)
-class Resources:
-    redis: redis.Redis
-    store: ThreadStore
-    triage: Triage
-    transport: Transport
-    reply_template: str
-    dead_letters: DeadLetterStream
-
-
-def limiter(settings: Settings, client: redis.Redis) -> RateLimiter:
+def rate_limiter(settings: Settings, client: redis.Redis) -> RateLimiter:
+    """The fleet-wide limiter over `client` (0 limits: off)."""
     return RateLimiter(
         client,
         settings.rate_limit_rpm,
@@ -52,12 +33,40 @@ def limiter(settings: Settings, client: redis.Redis) -> RateLimiter:
     )
 
 
+def build_drain_step(
+    settings: Settings,
+    client: redis.Redis,
+    publisher: TaskPublisher,
+    claude: ClaudeClient | None = None,
+    limiter: RateLimiter | None = None,
+) -> DrainStep:
+    """A drain step wired to `client` (thread state), the SDK (or `claude`) and `publisher`."""
+    return DrainStep(
+        settings,
+        ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen),
+        claude or ClaudeClient(make_client(settings)),
+        publisher,
+        limiter or rate_limiter(settings, client),
+        Ledger(client, settings.prices, settings.thread_ttl_seconds),
+    )
+
+
+@dataclass(frozen=True)
+class Resources:
+    redis: redis.Redis
+    store: ThreadStore
+    drain_step: DrainStep
+    transport: Transport
+    reply_template: str
+    dead_letters: DeadLetterStream
+
+
 class Runtime:
     """Hands out the process's resources; rebuilt when the pid changes (prefork children)."""
 
-    def __init__(self, settings: Settings, publish_reply: Callable[[ReplyTask], None]) -> None:
+    def __init__(self, settings: Settings, publisher: TaskPublisher) -> None:
         self.settings = settings
-        self._publish_reply = publish_reply
+        self.publisher = publisher
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._resources: Resources | None = None
@@ -74,19 +83,11 @@ class Runtime:
     def _build(self) -> Resources:
         settings = self.settings
         client = redis_client(settings.redis_url)
-        store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
-        claude = ClaudeClient(make_client(settings))
+        drain_step = build_drain_step(settings, client, self.publisher)
         return Resources(
             redis=client,
-            store=store,
-            triage=Triage(
-                settings,
-                store,
-                claude,
-                self._publish_reply,
-                limiter(settings, client),
-                Ledger(client, settings.prices, settings.thread_ttl_seconds),
-            ),
+            store=drain_step.store,
+            drain_step=drain_step,
             transport=make_transport(settings, client),
             reply_template=load_reply_template(settings),
             dead_letters=DeadLetterStream(client),

@@ -109,9 +109,9 @@ def drain_thread(
             if begin.attempts > settings.poison_max_attempts:
                 died = begin.attempts - 1
                 error = f"{died} drains in a row died before committing (poison email?)"
-                resources.triage.dead_letter_pending(thread_id, "poison", error, died)
+                resources.drain_step.dead_letter_pending(thread_id, "poison", error, died)
                 return ["dead_lettered:poison"]
-            outcomes = resources.triage.drain(thread_id, begin.snapshot)
+            outcomes = resources.drain_step.drain(thread_id, begin.snapshot)
             log.info("task.done", outcomes=outcomes)
             return outcomes
         except (RetryLater, redis.RedisError, OSError) as exc:
@@ -123,7 +123,7 @@ def drain_thread(
                 task,
                 runtime,
                 exc,
-                partial(runtime.resources.triage.dead_letter_pending, thread_id),
+                partial(runtime.resources.drain_step.dead_letter_pending, thread_id),
             )
             return ["dead_lettered"]
 

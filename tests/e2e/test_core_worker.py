@@ -13,8 +13,9 @@ from test_seed_conversation import events, outbox, user_texts
 from common import keys
 from common.contract import TASK_DRAIN
 from common.deadletters import DeadLetterStream
+from common.publish import producer_app
 from producers.enqueue import Enqueuer, Rejected
-from producers.submit import producer_app, thread_id_for
+from producers.submit import thread_id_for
 from worker.state.store import ThreadStore
 
 BILLING = "I was charged twice for my subscription, please refund the duplicate payment."

@@ -22,8 +22,9 @@ import redis
 import structlog
 
 from common import keys
+from common.publish import TaskPublisher
 from worker.decide.claude import BatchClient
-from worker.decide.drain import Triage
+from worker.decide.drain import DrainStep
 
 log = structlog.get_logger("worker.decide.batch")
 
@@ -51,16 +52,16 @@ class BacklogRunner:
         self,
         client: redis.Redis,
         batches: BatchClient,
-        triage: Triage,
-        publish_drain: Callable[[str], None],
+        drain_step: DrainStep,
+        publisher: TaskPublisher,
         flag_seconds: int,
         max_requests: int = MAX_REQUESTS,
         max_bytes: int = MAX_BYTES,
     ) -> None:
         self._redis = client
         self._batches = batches
-        self._triage = triage
-        self._publish_drain = publish_drain
+        self._drain_step = drain_step
+        self._publisher = publisher
         self._flag_seconds = flag_seconds
         self._max_requests = min(max_requests, MAX_REQUESTS)
         self._max_bytes = min(max_bytes, MAX_BYTES)
@@ -78,7 +79,7 @@ class BacklogRunner:
         plan: dict[str, str] = {}
         size = 0
         for thread_id in thread_ids:
-            prepared = self._triage.first_turn_request(thread_id)
+            prepared = self._drain_step.first_turn_request(thread_id)
             if prepared is None:
                 self.requeue(thread_id)
                 continue
@@ -125,7 +126,7 @@ class BacklogRunner:
                 continue
             outcome, more = (None, True)
             if item.result is not None:
-                outcome, more = self._triage.apply_batch_result(
+                outcome, more = self._drain_step.apply_batch_result(
                     item.custom_id, based_on["version"], based_on["email_ids"], item.result
                 )
             if outcome is not None:
@@ -149,7 +150,7 @@ class BacklogRunner:
         self._requeue_script(
             keys=[keys.thread_scheduled(thread_id)], args=[f"{time.time():.3f}", self._flag_seconds]
         )
-        self._publish_drain(thread_id)
+        self._publisher.drain(thread_id)
 
 
 def _text(value: Any) -> str:

@@ -96,7 +96,7 @@ class ClaudeClient:
         except anthropic.AnthropicError as exc:
             error = translate(exc)
             status = getattr(exc, "status_code", None)
-            metrics.record_call(status, None, Usage(), time.perf_counter() - started)
+            metrics.record_call(status, None, {}, time.perf_counter() - started)
             log.warning(
                 "claude.call",
                 outcome="error",
@@ -113,7 +113,7 @@ class ClaudeClient:
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         usage = Usage.from_mapping(message.usage.model_dump())
         metrics.record_call(
-            raw.http_response.status_code, message.stop_reason, usage, latency_ms / 1000
+            raw.http_response.status_code, message.stop_reason, usage.as_dict(), latency_ms / 1000
         )
         total = prior + usage
         log.info(
@@ -183,7 +183,7 @@ class BatchClient:
                 outcome = item.result
                 if outcome.type == "succeeded":
                     result = call_result(outcome.message, 0.0)
-                    metrics.record_call(200, result.stop_reason, result.usage, 0.0)
+                    metrics.record_call(200, result.stop_reason, result.usage.as_dict(), 0.0)
                     log.info(
                         "claude.call",
                         outcome="ok",

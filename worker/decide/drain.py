@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 
 from common.contract import EmailPayload, ReplyTask
 from common.errors import Permanent, RetryLater, Truncated
+from common.publish import TaskPublisher
 from common.settings import Settings
 from worker.decide.claude import CallResult, ClaudeClient
 from worker.decide.conversation import Turn, assistant_turn, check_alternation, user_turn
@@ -124,25 +124,29 @@ def partition(snapshot: Snapshot) -> Pending:
     return pending
 
 
-class Triage:
-    """Decides for one thread at a time; `publish_reply` hands clarifications to the reply task."""
+class DrainStep:
+    """Drains one thread at a time into decisions; clarifications go to `publisher.reply`."""
 
     def __init__(
         self,
         settings: Settings,
         store: ThreadStore,
         claude: ClaudeClient,
-        publish_reply: Callable[[ReplyTask], None],
+        publisher: TaskPublisher,
         limiter: RateLimiter,
         ledger: Ledger,
     ) -> None:
         self._settings = settings
         self._store = store
         self._claude = claude
-        self._publish_reply = publish_reply
+        self._publisher = publisher
         self._limiter = limiter
         self._ledger = ledger
         self._template = load_template(settings)
+
+    @property
+    def store(self) -> ThreadStore:
+        return self._store
 
     def drain(self, thread_id: str, first: Snapshot | None = None) -> list[str]:
         """Process everything pending for the thread; returns one outcome per commit.
@@ -244,7 +248,7 @@ class Triage:
         metrics.record_emails("duplicate", pending.duplicates)
         metrics.record_emails("dead_lettered", len(pending.dead_letters))
         if change.reply is not None:
-            self._publish_reply(ReplyTask.model_validate(change.reply))
+            self._publisher.reply(ReplyTask.model_validate(change.reply))
         return outcome, result.remaining == 0
 
     def first_turn_request(self, thread_id: str) -> tuple[dict[str, Any], int, list[str]] | None:
@@ -307,7 +311,7 @@ class Triage:
         received = [email.received_at for email in pending.emails]
         metrics.record_emails(kind, len(pending.emails), category or None, received)
         if change.reply is not None:
-            self._publish_reply(ReplyTask.model_validate(change.reply))
+            self._publisher.reply(ReplyTask.model_validate(change.reply))
         return outcome, committed.remaining > 0
 
     def _ask(

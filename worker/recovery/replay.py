@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from common import keys
 from common.contract import EmailPayload, ReplyTask
 from common.deadletters import DeadLetter, DeadLetterStream
+from common.publish import TaskPublisher
 
 log = structlog.get_logger("worker.recovery.replay")
 
@@ -44,16 +45,14 @@ class Replayer:
         self,
         client: redis.Redis,
         dead_letters: DeadLetterStream,
-        publish_drain: Callable[[str], None],
-        publish_reply: Callable[[ReplyTask], None],
+        publisher: TaskPublisher,
         reparse: Callable[[bytes, str], str] | None,
         ttl_seconds: int,
         flag_seconds: int,
     ) -> None:
         self._redis = client
         self._dead_letters = dead_letters
-        self._publish_drain = publish_drain
-        self._publish_reply = publish_reply
+        self._publisher = publisher
         self._reparse = reparse
         self._requeue = client.register_script(REQUEUE_LUA)
         self._ttl = ttl_seconds
@@ -101,7 +100,7 @@ class Replayer:
             ],
         )
         if scheduled:
-            self._publish_drain(email.thread_id)
+            self._publisher.drain(email.thread_id)
         return f"email {email.message_id} back in thread {email.thread_id}"
 
     def _replay_reply(self, payload: dict[str, Any]) -> str:
@@ -111,5 +110,5 @@ class Replayer:
             raise ValueError(f"not a valid reply payload: {exc.error_count()} errors") from None
         self._redis.hset(keys.REPLIES_PENDING, reply.reply_id, reply.model_dump_json())
         self._redis.hset(keys.thread_meta(reply.thread_id), "status", "awaiting_customer")
-        self._publish_reply(reply)
+        self._publisher.reply(reply)
         return f"reply {reply.reply_id} queued again"

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from common import keys
 from common.contract import ReplyTask
+from common.publish import TaskPublisher
 
 log = structlog.get_logger("worker.recovery.sweeper")
 
@@ -89,21 +90,19 @@ class Sweeper(threading.Thread):
     def __init__(
         self,
         client: Callable[[], redis.Redis],
-        publish_reply: Callable[[ReplyTask], None],
-        publish_drain: Callable[[str], None],
+        publisher: TaskPublisher,
         limits: SweepLimits,
     ) -> None:
         super().__init__(name="triage-sweeper", daemon=True)
         self._client = client
-        self._publish_reply = publish_reply
-        self._publish_drain = publish_drain
+        self._publisher = publisher
         self._limits = limits
         self._stopped = threading.Event()
 
     def sweep_replies(self) -> int:
         replies = stale_replies(self._client(), self._limits.reply_stale)
         for reply in replies:
-            self._publish_reply(reply)
+            self._publisher.reply(reply)
             log.warning(
                 "sweeper.reply_republished", thread_id=reply.thread_id, reply_id=reply.reply_id
             )
@@ -129,7 +128,7 @@ class Sweeper(threading.Thread):
                 client.zrem(keys.PENDING, thread_id)
                 continue
             if claim(keys=[flag_key], args=[flag, f"{now:.3f}", self._limits.flag_seconds]):
-                self._publish_drain(thread_id)
+                self._publisher.drain(thread_id)
                 rescheduled += 1
                 log.warning(
                     "sweeper.thread_rescheduled", thread_id=thread_id, stale_flag=flag or None
