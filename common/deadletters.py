@@ -9,12 +9,35 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from common import keys
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """One entry to write: why, and enough of the work to replay it."""
+
+    reason: str
+    error: str
+    payload: Any
+    attempts: int = 1
+    at: float = field(default_factory=lambda: round(time.time(), 3))
+
+    def to_json(self) -> str:
+        """The entry's `payload` field (the same shape `DeadLetter.body` reads back)."""
+        return json.dumps(
+            {
+                "reason": self.reason,
+                "error": self.error,
+                "attempts": self.attempts,
+                "payload": self.payload,
+                "at": self.at,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -32,14 +55,8 @@ class DeadLetterStream:
     def add(
         self, reason: str, error: str, payload: Any, *, thread_id: str = "", attempts: int = 1
     ) -> str:
-        body = {
-            "reason": reason,
-            "error": error,
-            "attempts": attempts,
-            "payload": payload,
-            "at": round(time.time(), 3),
-        }
-        fields = {"reason": reason, "thread_id": thread_id, "payload": json.dumps(body)}
+        entry = DeadLetterEntry(reason, error, payload, attempts)
+        fields = {"reason": reason, "thread_id": thread_id, "payload": entry.to_json()}
         entry_id = self._redis.xadd(keys.DEAD_LETTERS, fields)  # type: ignore[arg-type]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 

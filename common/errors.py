@@ -4,8 +4,9 @@
   retried with backoff and dead-lettered once the attempt budget is spent.
 - `Permanent`: retrying cannot help (bad payload, a 400 from the API, a truncated reply twice); the
   work goes to the dead-letter stream at once, with the reason.
-- `Drop`: nothing to do and nothing lost (a duplicate, an already-finished task).
-SDK exceptions are translated into these only in `worker.decide.claude`.
+Duplicates and already-finished work are not errors: the commit script reports them as outcomes.
+SDK exceptions are translated into these only in `worker.decide.claude`, smtplib's only in
+`worker.reply.transports`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ class InvalidPayload(Permanent):
     reason = "invalid_payload"
 
 
-class Drop(TriageError):
-    """Nothing to do: the work was already done or never needed doing."""
+class InvalidDecision(Permanent):
+    """The model's output is not a usable decision (should not happen with structured outputs)."""
 
-    reason = "drop"
+    reason = "invalid_decision"
+
+
+class CorruptThread(Permanent):
+    """The stored `messages` array breaks its invariant (user first, alternating): not retryable."""
+
+    reason = "corrupt_thread"

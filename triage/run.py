@@ -43,7 +43,7 @@ CALL_FIELDS = (
     "cache_read_input_tokens",
     "stop_reason",
 )
-OUR_EVENTS = ("claude.", "triage.", "reply.", "task.", "enqueue.")
+OUR_EVENTS = ("claude.", "drain.", "reply.", "task.", "enqueue.")
 
 
 def sample_dir() -> Path:

@@ -20,6 +20,7 @@ from common import keys
 from common.contract import TASK_DRAIN, TASK_SEND_REPLY, ReplyTask
 from common.errors import InvalidPayload, Permanent, RetryLater
 from common.logging import task_context
+from worker.decide.outcome import Outcome, OutcomeKind
 from worker.observe import metrics
 from worker.recovery.backoff import compute_backoff
 from worker.reply.render import render_reply
@@ -80,6 +81,8 @@ def retry_or_give_up(
         base=settings.retry_backoff_seconds,
         cap=settings.retry_backoff_max_seconds,
         retry_after=exc.retry_after if isinstance(exc, RetryLater) else None,
+        # A countdown longer than this would outlive the broker's visibility timeout.
+        limit=settings.visibility_timeout_seconds - settings.task_time_limit_seconds - 1,
     )
     metrics.record_retry(task.name, reason)
     log.warning(
@@ -95,6 +98,7 @@ def retry_or_give_up(
 def drain_thread(
     task: Any, runtime: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[str]:
+    """The drain task: one string per committed outcome (Celery results are JSON)."""
     with task_context(task_id=task.request.id, task=TASK_DRAIN):
         try:
             thread_id = thread_id_from(args, kwargs)
@@ -110,8 +114,8 @@ def drain_thread(
                 died = begin.attempts - 1
                 error = f"{died} drains in a row died before committing (poison email?)"
                 resources.drain_step.dead_letter_pending(thread_id, "poison", error, died)
-                return ["dead_lettered:poison"]
-            outcomes = resources.drain_step.drain(thread_id, begin.snapshot)
+                return [str(Outcome(OutcomeKind.DEAD_LETTERED, reason="poison"))]
+            outcomes = [str(o) for o in resources.drain_step.drain(thread_id, begin.snapshot)]
             log.info("task.done", outcomes=outcomes)
             return outcomes
         except (RetryLater, redis.RedisError, OSError) as exc:
@@ -125,7 +129,7 @@ def drain_thread(
                 exc,
                 partial(runtime.resources.drain_step.dead_letter_pending, thread_id),
             )
-            return ["dead_lettered"]
+            return [str(OutcomeKind.DEAD_LETTERED)]
 
 
 def reply_failed(

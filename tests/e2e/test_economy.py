@@ -133,4 +133,4 @@ def test_long_thread_is_sent_pruned_but_stored_whole(r, emulator, worker_factory
     check_alternation(last)
     assert len(last) < 11 and last[0] == stored[0] and last[-1] == stored[10]
     assert "were left out" in last[1]["content"][0]["text"]
-    assert [e for e in worker.logs("triage.pruned") if e["thread_id"] == thread_id]
+    assert [e for e in worker.logs("drain.pruned") if e["thread_id"] == thread_id]

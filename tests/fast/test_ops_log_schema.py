@@ -70,7 +70,7 @@ def test_the_scan_sees_known_events() -> None:
     emitted = emitted_events()
     for name in (
         "claude.call",
-        "triage.decision",
+        "drain.decision",
         "task.retry",
         "reply.sent",
         "reply.already_sent",

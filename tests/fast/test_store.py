@@ -6,11 +6,38 @@ import json
 
 from common import keys
 from worker.state.ledger import Charge
-from worker.state.store import Commit, ThreadStore
+from common.contract import ReplyTask
+from common.deadletters import DeadLetterEntry
+from worker.events import Classified, TokenUsage
+from worker.state.commit import Commit
+from worker.state.store import ThreadStore
 from worker.state.usage import Usage
 
 USER = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
 ASSISTANT = {"role": "assistant", "content": [{"type": "text", "text": "{}"}]}
+NO_TOKENS = TokenUsage(
+    input_tokens=0, output_tokens=0, cache_creation_input_tokens=0, cache_read_input_tokens=0
+)
+
+
+def classified(thread_id: str) -> Classified:
+    """A minimal classification event for `thread_id`."""
+    return Classified(
+        thread_id=thread_id,
+        email_ids=["<a>"],
+        model="m",
+        request_id=None,
+        usage=NO_TOKENS,
+        thread_usage=NO_TOKENS,
+        clarifications=0,
+        no_question_reason=None,
+        first_received_at=0.0,
+        decided_at=0.0,
+        turns=2,
+        category="BILLING",
+        confidence=0.9,
+        reason="r",
+    )
 
 
 def push(r, thread_id: str, message_id: str) -> None:
@@ -29,7 +56,7 @@ def test_commit_appends_consumes_and_releases(r):
         email_ids=["<a>"],
         turns=[USER, ASSISTANT],
         meta={"status": "classified", **Usage(10, 2, 0, 0).as_dict(), "calls": 1},
-        event={"type": "classified", "category": "BILLING"},
+        event=classified("t1"),
     )
     result = store.commit("t1", change)
     assert (result.status, result.version, result.remaining) == ("ok", 1, 0)
@@ -38,6 +65,9 @@ def test_commit_appends_consumes_and_releases(r):
     assert snap.usage == Usage(10, 2, 0, 0) and snap.meta["calls"] == "1"
     assert r.get(keys.thread_scheduled("t1")) is None
     assert r.xlen(keys.EVENTS) == 1 and r.ttl(keys.thread_messages("t1")) > 0
+    [(_, fields)] = r.xrange(keys.EVENTS)
+    assert fields[b"type"] == b"classified" and fields[b"category"] == b"BILLING"
+    assert Classified.model_validate_json(fields[b"payload"]) == classified("t1")
 
 
 def test_stale_commit_is_rejected_and_changes_nothing(r):
@@ -74,19 +104,26 @@ def test_flag_stays_while_more_email_waits(r):
 
 def test_dead_letters_and_pending_reply_are_part_of_the_commit(r):
     store = ThreadStore(r, 3600, 1000)
+    reply = ReplyTask(
+        reply_id="t1.1",
+        thread_id="t1",
+        message_id="<triage.t1.1@example.com>",
+        to="dana@example.org",
+        subject="Re: hi",
+        question="Which order?",
+        email_ids=["<a>"],
+    )
     push(r, "t1", "<a>")
     change = Commit(
         0,
         1,
         email_ids=["<a>"],
         turns=[USER, ASSISTANT],
-        reply={"reply_id": "t1.1"},
-        reply_id="t1.1",
-        reply_message_id="<triage.t1.1@example.com>",
-        dead_letters=[{"reason": "invalid_payload", "error": "bad", "payload": "x"}],
+        reply=reply,
+        dead_letters=[DeadLetterEntry("invalid_payload", "bad", "x")],
     )
     assert store.commit("t1", change).ok
-    assert json.loads(r.hget(keys.REPLIES_PENDING, "t1.1")) == {"reply_id": "t1.1"}
+    assert ReplyTask.model_validate_json(r.hget(keys.REPLIES_PENDING, "t1.1")) == reply
     assert r.get(keys.message_index("<triage.t1.1@example.com>")) == b"t1"
     [(_, fields)] = r.xrange(keys.DEAD_LETTERS)
     assert fields[b"reason"] == b"invalid_payload" and fields[b"thread_id"] == b"t1"

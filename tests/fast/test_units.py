@@ -11,12 +11,19 @@ import structlog
 from mail import SEED_FIRST, make_email
 
 from common.contract import EmailPayload
-from common.errors import ConfigError, InvalidPayload, Permanent, RetryLater
+from common.errors import (
+    ConfigError,
+    CorruptThread,
+    InvalidDecision,
+    InvalidPayload,
+    Permanent,
+    RetryLater,
+)
 from common.logging import task_context
 from common.settings import Settings, load_settings
 from producers.parse import EmailParseError, parse_email, strip_quoted
 from worker.decide.conversation import bound_text, check_alternation, user_turn
-from worker.decide.decision import InvalidDecision, parse_decision
+from worker.decide.decision import parse_decision
 from worker.decide.drain import no_question_reason
 from worker.decide.prompt import build_request, decision_schema
 from worker.recovery.backoff import compute_backoff
@@ -78,7 +85,7 @@ def test_bound_text_keeps_short_text():
     [["assistant"], ["user", "user"], ["user", "assistant", "assistant"]],
 )
 def test_alternation_check_rejects_broken_arrays(roles):
-    with pytest.raises(ValueError, match="turn"):
+    with pytest.raises(CorruptThread, match="turn"):
         check_alternation([{"role": role, "content": "x"} for role in roles])
 
 
@@ -131,15 +138,26 @@ def test_parse_decision_rejects(text, may_clarify, message):
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 8, 30])
 def test_backoff_is_bounded_and_grows(attempt):
+    """Every delay lies in 0 .. min(cap, base * 2**(attempt-1))."""
     rng = random.Random(7)
-    delay = compute_backoff(attempt, base=1, cap=60, rng=rng)
     ceiling = min(60, 2 ** (attempt - 1))
-    assert ceiling / 2 <= delay <= ceiling
+    delays = [compute_backoff(attempt, base=1, cap=60, rng=rng) for _ in range(200)]
+    assert all(0 <= delay <= ceiling for delay in delays)
 
 
-def test_backoff_honours_retry_after_within_cap():
+def test_backoff_is_full_jitter():
+    """Full jitter spreads delays over the whole range, below half the ceiling too."""
+    rng = random.Random(3)
+    delays = [compute_backoff(7, base=1, cap=60, rng=rng) for _ in range(400)]
+    assert min(delays) < 60 * 0.1 and max(delays) > 60 * 0.9
+    assert sum(1 for delay in delays if delay < 30) > 150
+
+
+def test_backoff_honours_retry_after_beyond_the_cap():
+    """A server's retry-after is a floor the cap does not cut; only `limit` bounds it."""
     assert compute_backoff(1, base=1, cap=60, retry_after=30) == 30
-    assert compute_backoff(1, base=1, cap=60, retry_after=300) == 60
+    assert compute_backoff(1, base=1, cap=60, retry_after=300) == 300
+    assert compute_backoff(1, base=1, cap=60, retry_after=300, limit=120) == 120
 
 
 @pytest.mark.parametrize(

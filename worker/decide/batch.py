@@ -25,15 +25,13 @@ from common import keys
 from common.publish import TaskPublisher
 from worker.decide.claude import BatchClient
 from worker.decide.drain import DrainStep
+from worker.decide.outcome import BatchApplied, Outcome
+from worker.state import scripts
 
 log = structlog.get_logger("worker.decide.batch")
 
 MAX_REQUESTS = 100_000
 MAX_BYTES = 256 * 1024 * 1024
-REQUEUE_LUA = """
-redis.call('SET', KEYS[1], 'queued:' .. ARGV[1], 'EX', ARGV[2])
-return 1
-"""
 
 
 @dataclass
@@ -42,9 +40,8 @@ class BacklogReport:
     applied: dict[str, int] = field(default_factory=dict)
     requeued: int = 0
 
-    def count(self, outcome: str) -> None:
-        kind = outcome.partition(":")[0]
-        self.applied[kind] = self.applied.get(kind, 0) + 1
+    def count(self, outcome: Outcome) -> None:
+        self.applied[outcome.kind] = self.applied.get(outcome.kind, 0) + 1
 
 
 class BacklogRunner:
@@ -65,7 +62,7 @@ class BacklogRunner:
         self._flag_seconds = flag_seconds
         self._max_requests = min(max_requests, MAX_REQUESTS)
         self._max_bytes = min(max_bytes, MAX_BYTES)
-        self._requeue_script = client.register_script(REQUEUE_LUA)
+        self._requeue_script = client.register_script(scripts.load("release_batch_hold"))
 
     def active(self) -> list[str]:
         """Batches submitted but not yet applied (a previous run was interrupted)."""
@@ -124,17 +121,18 @@ class BacklogRunner:
             based_on = plan.get(item.custom_id)
             if based_on is None:
                 continue
-            outcome, more = (None, True)
+            applied = BatchApplied(None, True)
             if item.result is not None:
-                outcome, more = self._drain_step.apply_batch_result(
+                applied = self._drain_step.apply_batch_result(
                     item.custom_id, based_on["version"], based_on["email_ids"], item.result
                 )
+            outcome = applied.outcome
             if outcome is not None:
                 report.count(outcome)
             else:
                 report.requeued += 1
                 log.info("backlog.requeued", thread_id=item.custom_id, result=item.kind)
-            if outcome is None or more:
+            if outcome is None or applied.more_waiting:
                 self.requeue(item.custom_id)
         for thread_id in set(plan) - seen:  # no result at all: let the queue decide
             report.requeued += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.contract import EmailPayload
+from common.errors import CorruptThread
 
 Turn = dict[str, Any]
 
@@ -45,8 +46,10 @@ def assistant_turn(text: str) -> Turn:
 
 
 def check_alternation(messages: list[Turn]) -> None:
-    """Raise if the array is not user-first and strictly alternating (our storage invariant)."""
+    """Raise `CorruptThread` if the array is not user-first and strictly alternating (our storage
+    invariant)."""
     for index, turn in enumerate(messages):
         expected = "user" if index % 2 == 0 else "assistant"
-        if turn.get("role") != expected:
-            raise ValueError(f"turn {index} has role {turn.get('role')!r}, expected {expected!r}")
+        role = turn.get("role") if isinstance(turn, dict) else None
+        if role != expected:
+            raise CorruptThread(f"turn {index} has role {role!r}, expected {expected!r}")

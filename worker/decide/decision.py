@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from common.errors import Permanent
+from common.errors import InvalidDecision
 from worker.decide.prompt import ACTION_CLARIFY
 
 
@@ -23,12 +23,6 @@ class Decision(BaseModel):
     @property
     def is_clarify(self) -> bool:
         return self.action == ACTION_CLARIFY
-
-
-class InvalidDecision(Permanent):
-    """The model's output is not a usable decision (should not happen with structured outputs)."""
-
-    reason = "invalid_decision"
 
 
 def one_line(text: str, limit: int) -> str:

@@ -1,127 +1,45 @@
-"""The triage step: drain a thread's inbox into one user turn, ask Claude once, commit atomically.
+"""The drain step: take a thread's pending emails as one user turn, ask Claude once, commit.
 
 This is the core the Celery task wraps. It owns the decision flow (stop reasons, the truncation
-retry, clarify / classify / escalate) and builds one `Commit`; `ThreadStore` makes it atomic and
-fenced, so a redelivered task or a second drainer can only ever redo work, never double it.
+retry, clarify / classify / escalate); `worker.decide.plan` turns a decision into one `Commit`,
+and `ThreadStore` applies it atomically and fenced, so a redelivered task or a second drainer can
+only ever redo work, never double it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import structlog
-from pydantic import ValidationError
 
-from common.contract import EmailPayload, ReplyTask
-from common.errors import Permanent, RetryLater, Truncated
+from common.errors import InvalidDecision, Permanent, RetryLater, Truncated
 from common.publish import TaskPublisher
 from common.settings import Settings
 from worker.decide.claude import CallResult, ClaudeClient
-from worker.decide.conversation import Turn, assistant_turn, check_alternation, user_turn
+from worker.decide.conversation import check_alternation, user_turn
 from worker.decide.decision import Decision, parse_decision
+from worker.decide.outcome import BatchApplied, Outcome, OutcomeKind, StepResult
+from worker.decide.pending import Pending, no_question_reason, partition
+from worker.decide.plan import Answer, dead_letter_commit, decision_commit
 from worker.decide.prompt import build_request, load_template
 from worker.decide.pruning import prune
 from worker.decide.ratelimit import RateLimiter, estimate_input_tokens
 from worker.observe import metrics
-from worker.reply.headers import references_chain, reply_message_id, reply_subject
-from worker.reply.send_guard import check_question
+from worker.state.commit import Commit, CommitResult
 from worker.state.ledger import Charge, Ledger
-from worker.state.store import Commit, Snapshot, ThreadStore
+from worker.state.snapshot import Snapshot, Turn
+from worker.state.store import ThreadStore
 from worker.state.usage import Usage
 
 log = structlog.get_logger("worker.decide.drain")
 
-STATUS_AWAITING = "awaiting_customer"
-STATUS_CLASSIFIED = "classified"
-STATUS_ESCALATED = "escalated"
 TRUNCATED_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 MAX_ROUNDS = 25
 MAX_TOKENS_CEILING = 64_000
 #: A rate-limit wait longer than this refreshes the drainer's flag before the call.
 REFRESH_AFTER_WAIT_SECONDS = 1.0
-
-
-@dataclass
-class Pending:
-    """The inbox split into emails to decide on and entries to dead-letter."""
-
-    emails: list[EmailPayload] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    duplicates: int = 0
-
-
-@dataclass(frozen=True)
-class Answer:
-    """Claude's reply to one thread state: a decision, or a refusal (decision None)."""
-
-    result: CallResult
-    decision: Decision | None
-    spent: Usage
-    calls: int
-
-
-def dead_letter(reason: str, error: str, payload: Any, attempts: int = 1) -> dict[str, Any]:
-    """A dead-letter entry: why, and enough of the work to replay it."""
-    return {
-        "reason": reason,
-        "error": error,
-        "attempts": attempts,
-        "payload": payload,
-        "at": round(time.time(), 3),
-    }
-
-
-def no_question_reason(
-    emails: list[EmailPayload], clarifications: int, settings: Settings
-) -> str | None:
-    """Why this decision may not ask the customer anything (None: it may)."""
-    flags = sorted({flag for email in emails for flag in email.flags})
-    if flags:
-        return "robot:" + ",".join(flags)  # never auto-reply to robots: mail loops start there
-    if clarifications >= settings.max_clarifications:
-        return "clarification_limit"
-    return None
-
-
-def customer_text(messages: list[Turn]) -> str:
-    """Everything the customer wrote in the thread (what a question may quote back)."""
-    parts: list[str] = []
-    for turn in messages:
-        if turn["role"] != "user":
-            continue
-        content = turn["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts.extend(str(block.get("text", "")) for block in content)
-    return "\n".join(parts)
-
-
-def partition(snapshot: Snapshot) -> Pending:
-    """Valid new emails (oldest first), malformed entries, and already-applied duplicates."""
-    pending = Pending()
-    seen: set[str] = set()
-    for item in snapshot.inbox:
-        if item.applied:
-            pending.duplicates += 1
-            continue
-        try:
-            email = EmailPayload.model_validate_json(item.raw)
-        except ValidationError as exc:
-            error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            pending.dead_letters.append(dead_letter("invalid_payload", error, item.raw))
-            continue
-        if email.message_id in seen:
-            pending.duplicates += 1
-            continue
-        seen.add(email.message_id)
-        pending.emails.append(email)
-    return pending
 
 
 class DrainStep:
@@ -148,13 +66,13 @@ class DrainStep:
     def store(self) -> ThreadStore:
         return self._store
 
-    def drain(self, thread_id: str, first: Snapshot | None = None) -> list[str]:
+    def drain(self, thread_id: str, first: Snapshot | None = None) -> list[Outcome]:
         """Process everything pending for the thread; returns one outcome per commit.
 
         `first` is the snapshot read when the drain began (saves a round trip); later rounds
         read again, refreshing the drainer's flag since a call may follow.
         """
-        outcomes: list[str] = []
+        outcomes: list[Outcome] = []
         flag_seconds = self._settings.visibility_timeout_seconds
         for _ in range(MAX_ROUNDS):
             snapshot = first or self._store.snapshot(thread_id, refresh_flag_seconds=flag_seconds)
@@ -163,10 +81,10 @@ class DrainStep:
                 if self._store.release(thread_id):
                     return outcomes
                 continue
-            outcome, finished = self._step(snapshot)
-            if outcome:
-                outcomes.append(outcome)
-            if finished:  # the commit emptied the inbox and cleared the flag itself
+            step = self.step(snapshot)
+            if step.outcome is not None:
+                outcomes.append(step.outcome)
+            if step.idle:  # the commit emptied the inbox and cleared the flag itself
                 return outcomes
         raise RetryLater(f"thread {thread_id} kept changing for {MAX_ROUNDS} rounds", reason="busy")
 
@@ -177,79 +95,71 @@ class DrainStep:
             if not snapshot.inbox:
                 self._store.release(thread_id)
                 return 0
-            pending = partition(snapshot)
-            letters = pending.dead_letters + [
-                dead_letter(reason, error, email.model_dump(mode="json"), attempts)
-                for email in pending.emails
-            ]
-            change = Commit(snapshot.version, len(snapshot.inbox), dead_letters=letters)
+            change = dead_letter_commit(snapshot, partition(snapshot), reason, error, attempts)
             if self._store.commit(thread_id, change).ok:
-                metrics.record_emails("dead_lettered", len(letters))
-                log.error("triage.dead_lettered", reason=reason, count=len(letters), error=error)
-                return len(letters)
+                metrics.record_emails("dead_lettered", len(change.dead_letters))
+                log.error(
+                    "drain.dead_lettered",
+                    reason=reason,
+                    count=len(change.dead_letters),
+                    error=error,
+                )
+                return len(change.dead_letters)
         raise RetryLater(f"thread {thread_id} kept changing while dead-lettering", reason="busy")
 
-    def _step(self, snapshot: Snapshot) -> tuple[str | None, bool]:
-        """One decision; returns its outcome and whether the thread is now idle (flag cleared)."""
+    def step(self, snapshot: Snapshot) -> StepResult:
+        """One decision on everything pending in `snapshot`, committed (or rejected as stale)."""
         pending = partition(snapshot)
         if pending.duplicates:
-            log.info("triage.duplicate_email", count=pending.duplicates)
+            log.info("drain.duplicate_email", count=pending.duplicates)
         if pending.dead_letters:
-            log.error("triage.invalid_payload", count=len(pending.dead_letters))
+            log.error("drain.invalid_payload", count=len(pending.dead_letters))
         if not pending.emails:
             change = Commit(
                 snapshot.version, len(snapshot.inbox), dead_letters=pending.dead_letters
             )
             result = self._store.commit(snapshot.thread_id, change)
             if result.ok:
-                metrics.record_emails("duplicate", pending.duplicates)
-                metrics.record_emails("dead_lettered", len(pending.dead_letters))
-            return None, result.ok and result.remaining == 0
-        structlog.contextvars.bind_contextvars(email_ids=[e.message_id for e in pending.emails])
+                self._count(pending, None)
+            return StepResult(None, result.ok and result.remaining == 0)
+        structlog.contextvars.bind_contextvars(email_ids=pending.email_ids)
         turn = user_turn(pending.emails, self._settings.max_turn_chars)
         messages = [*snapshot.messages, turn]
         no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
-        may_clarify = no_question is None
         charges: list[Charge] = []  # billed calls, written by the commit below
         try:
             check_alternation(messages[:-1])
-            answer = self._ask(snapshot.thread_id, messages, may_clarify, snapshot.usage, charges)
-        except (Permanent, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, Permanent) else "corrupt_thread"
-            letters = pending.dead_letters + [
-                dead_letter(reason, str(exc), email.model_dump(mode="json"))
-                for email in pending.emails
-            ]
-            change = Commit(
-                snapshot.version, len(snapshot.inbox), dead_letters=letters, charges=charges
+            answer = self._ask(
+                snapshot.thread_id, messages, no_question is None, snapshot.usage, charges
             )
+        except Permanent as exc:
+            change = dead_letter_commit(snapshot, pending, exc.reason, str(exc), charges=charges)
             result = self._store.commit(snapshot.thread_id, change)
-            if result.ok:
-                metrics.record_emails("duplicate", pending.duplicates)
-                metrics.record_emails("dead_lettered", len(letters))
-                log.error("triage.dead_lettered", reason=reason, error=str(exc), count=len(letters))
-                return f"dead_lettered:{reason}", result.remaining == 0
-            return None, False
+            if not result.ok:
+                return StepResult(None, False)
+            outcome = Outcome(OutcomeKind.DEAD_LETTERED, reason=exc.reason)
+            self._count(pending, outcome, dead_lettered=len(change.dead_letters))
+            log.error(
+                "drain.dead_lettered",
+                reason=exc.reason,
+                error=str(exc),
+                count=len(change.dead_letters),
+            )
+            return StepResult(outcome, result.remaining == 0)
         except BaseException:
             # The step will be retried; the calls it made were billed all the same.
             with contextlib.suppress(redis.RedisError):
                 self._ledger.write(snapshot.thread_id, charges)
             raise
-        change = self._decision_commit(snapshot, pending, messages, answer, no_question)
+        change = decision_commit(snapshot, pending, messages, answer, no_question, self._settings)
         change.charges = charges
         result = self._store.commit(snapshot.thread_id, change)
         if not result.ok:
-            log.warning("triage.commit_rejected", status=result.status, version=snapshot.version)
-            return None, False
-        outcome = self._log_outcome(answer, result.version)
-        kind, _, category = outcome.partition(":")
-        received = [email.received_at for email in pending.emails]
-        metrics.record_emails(kind, len(pending.emails), category or None, received)
-        metrics.record_emails("duplicate", pending.duplicates)
-        metrics.record_emails("dead_lettered", len(pending.dead_letters))
-        if change.reply is not None:
-            self._publisher.reply(ReplyTask.model_validate(change.reply))
-        return outcome, result.remaining == 0
+            log.warning(
+                "drain.commit_rejected", status=str(result.status), version=snapshot.version
+            )
+            return StepResult(None, False)
+        return StepResult(self._committed(pending, answer, change, result), result.remaining == 0)
 
     def first_turn_request(self, thread_id: str) -> tuple[dict[str, Any], int, list[str]] | None:
         """For the Batches API: the request a new thread's first decision needs, with the version
@@ -266,22 +176,22 @@ class DrainStep:
         request = build_request(
             self._settings, self._template, messages, no_question is None, self._settings.max_tokens
         )
-        return request, snapshot.version, [email.message_id for email in pending.emails]
+        return request, snapshot.version, pending.email_ids
 
     def apply_batch_result(
         self, thread_id: str, version: int, email_ids: list[str], result: CallResult
-    ) -> tuple[str | None, bool]:
+    ) -> BatchApplied:
         """Commit a batch result through the same fenced commit as the queue path.
 
-        Returns (outcome, more work waiting); outcome None means the result could not be used
-        (the thread changed, truncation, an invalid decision): the caller sends it to the queue.
+        An outcome of None means the result could not be used (the thread changed, truncation,
+        an invalid decision): the caller sends the thread to the queue.
         """
         snapshot = self._store.snapshot(thread_id)
         pending = partition(snapshot)
-        if snapshot.version != version or [e.message_id for e in pending.emails] != email_ids:
+        if snapshot.version != version or pending.email_ids != email_ids:
             # Billed all the same: the thread moved on while the batch ran; the queue redoes it.
             self._ledger.record(thread_id, result.model, "STALE", result.usage, batch=True)
-            return None, True
+            return BatchApplied(None, True)
         no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
         decision: Decision | None = None
         if result.stop_reason == "end_turn":
@@ -289,30 +199,58 @@ class DrainStep:
                 decision = parse_decision(
                     result.text, self._settings.category_names, no_question is None
                 )
-            except Permanent:
+            except InvalidDecision:
                 self._ledger.record(thread_id, result.model, "INVALID", result.usage, batch=True)
-                return None, True
+                return BatchApplied(None, True)
             label = "CLARIFY" if decision.is_clarify else decision.category
             self._ledger.record(thread_id, result.model, label, result.usage, batch=True)
         elif result.stop_reason == "refusal":
             self._ledger.record(thread_id, result.model, "ESCALATED", result.usage, batch=True)
         else:
             self._ledger.record(thread_id, result.model, "TRUNCATED", result.usage, batch=True)
-            return None, True
+            return BatchApplied(None, True)
         answer = Answer(result, decision, result.usage, 1)
         messages = [user_turn(pending.emails, self._settings.max_turn_chars)]
         with structlog.contextvars.bound_contextvars(thread_id=thread_id, email_ids=email_ids):
-            change = self._decision_commit(snapshot, pending, messages, answer, no_question)
+            change = decision_commit(
+                snapshot, pending, messages, answer, no_question, self._settings
+            )
             committed = self._store.commit(thread_id, change)
             if not committed.ok:
-                return None, True
-            outcome = self._log_outcome(answer, committed.version)
-        kind, _, category = outcome.partition(":")
-        received = [email.received_at for email in pending.emails]
-        metrics.record_emails(kind, len(pending.emails), category or None, received)
+                return BatchApplied(None, True)
+            outcome = self._committed(pending, answer, change, committed)
+        return BatchApplied(outcome, committed.remaining > 0)
+
+    def _committed(
+        self, pending: Pending, answer: Answer, change: Commit, result: CommitResult
+    ) -> Outcome:
+        """After a decision's commit: log it, count it, hand its question to the reply task."""
+        outcome = answer.outcome
+        if answer.decision is None:
+            details = answer.result.stop_details or {}
+            log.warning(
+                "drain.escalated", refusal_category=details.get("category"), version=result.version
+            )
+        else:
+            log.info(
+                "drain.decision",
+                action=answer.decision.action,
+                category=outcome.category,
+                confidence=answer.decision.confidence,
+                version=result.version,
+            )
+        self._count(pending, outcome)
         if change.reply is not None:
-            self._publisher.reply(ReplyTask.model_validate(change.reply))
-        return outcome, committed.remaining > 0
+            self._publisher.reply(change.reply)
+        return outcome
+
+    def _count(self, pending: Pending, outcome: Outcome | None, dead_lettered: int = 0) -> None:
+        """Metrics for one committed step: its emails by outcome, duplicates, bad entries."""
+        if outcome is not None and outcome.kind is not OutcomeKind.DEAD_LETTERED:
+            received = [email.received_at for email in pending.emails]
+            metrics.record_emails(outcome.kind, len(pending.emails), outcome.category, received)
+        metrics.record_emails("duplicate", pending.duplicates)
+        metrics.record_emails("dead_lettered", dead_lettered or len(pending.dead_letters))
 
     def _ask(
         self,
@@ -342,7 +280,7 @@ class DrainStep:
                     decision = parse_decision(
                         result.text, self._settings.category_names, may_clarify
                     )
-                except Permanent:
+                except InvalidDecision:
                     charges.append(self._ledger.charge(result.model, "INVALID", result.usage))
                     raise
                 label = "CLARIFY" if decision.is_clarify else decision.category
@@ -358,7 +296,7 @@ class DrainStep:
                 raise Permanent(
                     f"unexpected stop_reason {result.stop_reason!r}", reason="unexpected_stop"
                 )
-            log.warning("triage.truncated", stop_reason=result.stop_reason, max_tokens=budget)
+            log.warning("drain.truncated", stop_reason=result.stop_reason, max_tokens=budget)
             budget = min(budget * 2, MAX_TOKENS_CEILING)
         raise Truncated(f"reply truncated twice (stop_reason {result.stop_reason!r})")
 
@@ -373,127 +311,5 @@ class DrainStep:
 
         sent, elided = prune(messages, self._settings.history_token_budget, size)
         if elided:
-            log.info("triage.pruned", elided_turns=elided, turns_sent=len(sent))
+            log.info("drain.pruned", elided_turns=elided, turns_sent=len(sent))
         return sent
-
-    def _decision_commit(
-        self,
-        snapshot: Snapshot,
-        pending: Pending,
-        messages: list[Turn],
-        answer: Answer,
-        no_question: str | None,
-    ) -> Commit:
-        emails = pending.emails
-        latest = emails[-1]
-        email_ids = [email.message_id for email in emails]
-        chain = references_chain(snapshot.references, email_ids)
-        total = snapshot.usage + answer.spent
-        change = Commit(
-            expected_version=snapshot.version,
-            consumed=len(snapshot.inbox),
-            email_ids=email_ids,
-            dead_letters=pending.dead_letters,
-            previous_status=snapshot.status,
-            meta={
-                "subject": snapshot.meta.get("subject") or emails[0].subject,
-                "customer": latest.recipient,
-                **total.as_dict(),
-                "calls": snapshot.calls + answer.calls,
-            },
-        )
-        decision = answer.decision
-        event_base = {
-            "thread_id": snapshot.thread_id,
-            "email_ids": email_ids,
-            "model": answer.result.model,
-            "request_id": answer.result.request_id,
-            "usage": answer.spent.as_dict(),
-            "thread_usage": total.as_dict(),
-            "clarifications": snapshot.clarifications,
-            "no_question_reason": no_question,
-            "first_received_at": min(email.received_at for email in emails),
-            "decided_at": round(time.time(), 3),
-        }
-        if decision is None:
-            details = answer.result.stop_details or {}
-            change.meta |= {"status": STATUS_ESCALATED, "references": json.dumps(chain)}
-            change.event = event_base | {
-                "type": "escalated",
-                "category": None,
-                "refusal_category": details.get("category"),
-                "explanation": details.get("explanation"),
-                "turns": len(snapshot.messages),
-            }
-            return change
-        change.turns = [messages[-1], assistant_turn(answer.result.text)]
-        turns = len(snapshot.messages) + 2
-        if decision.is_clarify:
-            version = snapshot.version + 1
-            message_id = reply_message_id(
-                snapshot.thread_id, version, self._settings.support_address
-            )
-            checked = check_question(
-                decision.question, customer_text(messages), self._settings.max_question_chars
-            )
-            if checked.replaced:
-                log.warning("triage.question_replaced", reason=checked.reason)
-            reply = ReplyTask(
-                reply_id=f"{snapshot.thread_id}.{version}",
-                thread_id=snapshot.thread_id,
-                message_id=message_id,
-                to=latest.recipient,
-                subject=reply_subject(snapshot.meta.get("subject") or emails[0].subject),
-                question=checked.text,
-                in_reply_to=latest.message_id,
-                references=chain,
-                email_ids=email_ids,
-            )
-            change.reply = reply.model_dump(mode="json")
-            change.reply_id = reply.reply_id
-            change.reply_message_id = message_id
-            change.meta |= {
-                "status": STATUS_AWAITING,
-                "clarifications": snapshot.clarifications + 1,
-                "references": json.dumps([*chain, message_id]),
-            }
-            change.event = event_base | {
-                "type": "clarification",
-                "category": None,
-                "reply_id": reply.reply_id,
-                "reply_message_id": message_id,
-                "question_replaced": checked.replaced,
-                "question_replaced_reason": checked.reason,
-                "turns": turns,
-            }
-            return change
-        change.meta |= {
-            "status": STATUS_CLASSIFIED,
-            "category": decision.category,
-            "references": json.dumps(chain),
-        }
-        change.event = event_base | {
-            "type": "classified",
-            "category": decision.category,
-            "confidence": decision.confidence,
-            "reason": decision.reason,
-            "turns": turns,
-        }
-        return change
-
-    def _log_outcome(self, answer: Answer, version: int) -> str:
-        decision = answer.decision
-        if decision is None:
-            details = answer.result.stop_details or {}
-            log.warning(
-                "triage.escalated", refusal_category=details.get("category"), version=version
-            )
-            return "escalated"
-        log.info(
-            "triage.decision",
-            action=decision.action,
-            category=None if decision.is_clarify else decision.category,
-            confidence=decision.confidence,
-            version=version,
-        )
-        return "clarified" if decision.is_clarify else f"classified:{decision.category}"

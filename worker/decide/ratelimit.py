@@ -21,36 +21,10 @@ import structlog
 from common import keys
 from common.errors import RetryLater
 from worker.observe import metrics
+from worker.state import scripts
 
 log = structlog.get_logger("worker.decide.ratelimit")
 
-ACQUIRE_LUA = """
-if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local wait = 0
-local levels = {}
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local need = tonumber(ARGV[2 * i])
-  local capacity = math.max(1, limit * tonumber(ARGV[#ARGV]) / 60)
-  -- Refill so that burst + refill never exceed the limit in any 60 s window.
-  local rate = math.max(limit - capacity, limit / 60) / 60
-  need = math.min(need, capacity)
-  local state = redis.call('HMGET', KEYS[i], 'level', 'ts')
-  local level = tonumber(state[1]) or capacity
-  local since = tonumber(state[2]) or now
-  level = math.min(capacity, level + math.max(0, now - since) * rate)
-  levels[i] = {level, need}
-  if level < need then wait = math.max(wait, (need - level) / rate) end
-end
-if wait > 0 then return tostring(wait) end
-for i = 1, #KEYS do
-  redis.call('HSET', KEYS[i], 'level', tostring(levels[i][1] - levels[i][2]), 'ts', tostring(now))
-  redis.call('EXPIRE', KEYS[i], 3600)
-end
-return '0'
-"""
 
 
 def estimate_input_tokens(request: dict[str, Any]) -> int:
@@ -75,7 +49,7 @@ class RateLimiter:
         max_wait: float,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._script = client.register_script(ACQUIRE_LUA)
+        self._script = client.register_script(scripts.load("acquire_rate"))
         self._limits = [(keys.RATE_REQUESTS, rpm, False), (keys.RATE_INPUT_TOKENS, itpm, True)]
         self._limits = [limit for limit in self._limits if limit[1] > 0]
         self._burst = burst_seconds

@@ -21,16 +21,9 @@ from common import keys
 from common.contract import EmailPayload, ReplyTask
 from common.deadletters import DeadLetter, DeadLetterStream
 from common.publish import TaskPublisher
+from worker.state import scripts
 
 log = structlog.get_logger("worker.recovery.replay")
-
-REQUEUE_LUA = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[4])
-if redis.call('SET', KEYS[2], 'queued:' .. ARGV[2], 'NX', 'EX', ARGV[5]) then return 1 end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -54,7 +47,7 @@ class Replayer:
         self._dead_letters = dead_letters
         self._publisher = publisher
         self._reparse = reparse
-        self._requeue = client.register_script(REQUEUE_LUA)
+        self._requeue = client.register_script(scripts.load("requeue_email"))
         self._ttl = ttl_seconds
         self._flag_seconds = flag_seconds
 

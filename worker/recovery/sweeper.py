@@ -28,17 +28,11 @@ from pydantic import ValidationError
 from common import keys
 from common.contract import ReplyTask
 from common.publish import TaskPublisher
+from worker.state import scripts
 
 log = structlog.get_logger("worker.recovery.sweeper")
 
 BATCH_STALE_SECONDS = 25 * 3600.0
-
-CLAIM_LUA = """
-local current = redis.call('GET', KEYS[1])
-if (current or '') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], 'queued:' .. ARGV[2], 'EX', ARGV[3])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -110,7 +104,7 @@ class Sweeper(threading.Thread):
 
     def sweep_threads(self) -> int:
         client = self._client()
-        claim = client.register_script(CLAIM_LUA)
+        claim = client.register_script(scripts.load("claim_stale"))
         now = time.time()
         oldest = now - min(self._limits.drain_stale, self._limits.queued_stale)
         waiting = client.zrangebyscore(

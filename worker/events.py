@@ -1,0 +1,110 @@
+"""The events downstream systems consume: one typed model per event type, and their JSON Schema.
+
+The drain step builds an event for every committed decision; the commit script appends it to the
+`triage:events` stream (fields `type`, `thread_id`, `category`, `payload` = the event as JSON) in
+the same atomic step as the decision. The schema published at `docs/events.schema.json` is
+generated from these models (`python -m worker.events > docs/events.schema.json`; a test keeps
+the file in step). Adding an optional field is compatible; anything else bumps `SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class TokenUsage(BaseModel):
+    """Token counts as the API reports them; total input = input + cache write + cache read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cache_creation_input_tokens: int = Field(ge=0)
+    cache_read_input_tokens: int = Field(ge=0)
+
+
+class EventBase(BaseModel):
+    """Fields every decision event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    thread_id: str = Field(description="The thread the decision is about")
+    email_ids: list[str] = Field(description="Message-IDs of the emails this decision covers")
+    model: str = Field(description="The model that answered")
+    request_id: str | None = Field(description="The API's request id of the deciding call")
+    usage: TokenUsage = Field(description="Tokens of this decision's calls")
+    thread_usage: TokenUsage = Field(description="Tokens of the thread so far, this one included")
+    clarifications: int = Field(ge=0, description="Questions asked in the thread before this one")
+    no_question_reason: str | None = Field(
+        description="Why this decision could not ask the customer (robot, budget), or null"
+    )
+    first_received_at: float = Field(description="Unix time the oldest covered email arrived")
+    decided_at: float = Field(description="Unix time of the decision")
+    turns: int = Field(ge=0, description="Turns in the thread's messages array after it")
+
+
+class Classified(EventBase):
+    """The thread has a final category."""
+
+    type: Literal["classified"] = "classified"
+    category: str
+    confidence: float = Field(ge=0, le=1)
+    reason: str = Field(description="The model's one-line reason")
+
+
+class Clarification(EventBase):
+    """We asked the customer a question (sent by the reply task) and wait for the answer."""
+
+    type: Literal["clarification"] = "clarification"
+    category: None = None
+    reply_id: str
+    reply_message_id: str = Field(description="Message-ID of our question; the answer cites it")
+    question_replaced: bool = Field(description="The send guard replaced the model's question")
+    question_replaced_reason: str | None
+
+
+class Escalated(EventBase):
+    """The model refused: a person should look at the thread."""
+
+    type: Literal["escalated"] = "escalated"
+    category: None = None
+    refusal_category: str | None
+    explanation: str | None
+
+
+Event = Annotated[Classified | Clarification | Escalated, Field(discriminator="type")]
+EVENT_TYPES = ("classified", "clarification", "escalated")
+
+_ADAPTER: TypeAdapter[Classified | Clarification | Escalated] = TypeAdapter(Event)
+
+
+def parse_event(payload: str | bytes) -> Classified | Clarification | Escalated:
+    """An event from its stream payload (JSON), validated against its type's model."""
+    return _ADAPTER.validate_json(payload)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of an event payload (any type)."""
+    schema = _ADAPTER.json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/triage-worker/triage-worker/docs/events.schema.json",
+        "title": f"triage-worker event (schema version {SCHEMA_VERSION})",
+        **schema,
+    }
+
+
+def main() -> None:
+    json.dump(json_schema(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
