@@ -30,6 +30,11 @@ def client_options() -> dict[str, Any]:
     }
 
 
+def as_text(value: Any) -> str:
+    """A reply value as text: clients without `decode_responses` return bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def redis_client(url: str, **overrides: Any) -> redis.Redis:
     """A client for `url` with the project's policy; `overrides` only for tools (e.g. a probe)."""
     return redis.Redis.from_url(url, **(client_options() | overrides))

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from common import keys
+from common.connections import as_text
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class DeadLetterStream:
         entry = DeadLetterEntry(reason, error, payload, attempts)
         fields = {"reason": reason, "thread_id": thread_id, "payload": entry.to_json()}
         entry_id = self._redis.xadd(keys.DEAD_LETTERS, fields)  # type: ignore[arg-type]
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return as_text(entry_id)
 
     def list(self, count: int | None = 100) -> list[DeadLetter]:
         entries = self._redis.xrange(keys.DEAD_LETTERS, count=count)
@@ -82,14 +83,10 @@ class DeadLetterStream:
 
 
 def _decode(entry_id: Any, fields: dict[Any, Any]) -> DeadLetter:
-    text = {_str(k): _str(v) for k, v in fields.items()}
+    text = {as_text(k): as_text(v) for k, v in fields.items()}
     return DeadLetter(
-        entry_id=_str(entry_id),
+        entry_id=as_text(entry_id),
         reason=text.get("reason", ""),
         thread_id=text.get("thread_id", ""),
         body=json.loads(text.get("payload", "{}")),
     )
-
-
-def _str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -29,6 +29,16 @@ class ConfigError(TriageError):
     reason = "bad_setting"
 
 
+class MissingApiKey(ConfigError):
+    """No Anthropic key: the worker refuses to start rather than fail every email."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "invalid setting ANTHROPIC_API_KEY: not set (use `triage run` to start the offline "
+            "emulator, or set a key)"
+        )
+
+
 class RetryLater(TriageError):
     """Transient failure: try the same work again later."""
 

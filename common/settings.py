@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from common.errors import ConfigError
-from worker.state.pricing import DEFAULT_PRICES, ModelPrice
+from common.prices import DEFAULT_PRICES, ModelPrice
 
 ENV_PREFIX = "TRIAGE_"
 LABEL_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
@@ -103,6 +103,14 @@ class Settings(BaseSettings):
 
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+
+    @field_validator("anthropic_api_key", "anthropic_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """`ANTHROPIC_API_KEY=` (as .env files ship it) means "not set", not an empty key."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("categories", mode="before")
     @classmethod

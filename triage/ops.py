@@ -15,13 +15,10 @@ import click
 import redis
 
 from common import keys
+from common.connections import as_text
 
 #: How long one blocking XREAD waits before checking the follow deadline again.
 BLOCK_MS = 500
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _when(value: str | float | None) -> str:
@@ -40,7 +37,7 @@ def iter_threads(
     """Threads newest first (by last update), with their meta, filtered by status / category."""
     start = 0
     while True:
-        ids = [_text(i) for i in client.zrevrange(keys.THREADS, start, start + batch - 1)]
+        ids = [as_text(i) for i in client.zrevrange(keys.THREADS, start, start + batch - 1)]
         if not ids:
             return
         pipe = client.pipeline(transaction=False)
@@ -49,7 +46,7 @@ def iter_threads(
         for thread_id, raw in zip(ids, pipe.execute(), strict=True):
             if not raw:
                 continue  # expired since it was listed
-            meta = {_text(k): _text(v) for k, v in raw.items()}
+            meta = {as_text(k): as_text(v) for k, v in raw.items()}
             meta.setdefault("status", "new")
             if status and meta["status"] != status:
                 continue
@@ -101,14 +98,14 @@ def thread_list(status: str | None, category: str | None, limit: int, as_json: b
 
 def decode_event(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
     """A stream entry as the event document, with its stream id."""
-    decoded = {_text(k): _text(v) for k, v in fields.items()}
+    decoded = {as_text(k): as_text(v) for k, v in fields.items()}
     try:
         payload = json.loads(decoded.get("payload", "{}"))
     except json.JSONDecodeError:
         payload = {"payload": decoded.get("payload")}
     if not isinstance(payload, dict):
         payload = {"payload": payload}
-    return {"id": _text(entry_id), "type": decoded.get("type"), **payload}
+    return {"id": as_text(entry_id), "type": decoded.get("type"), **payload}
 
 
 def event_line(event: dict[str, Any]) -> str:
@@ -149,12 +146,12 @@ class EventReader:
         entries: list[Any] = self._client.xrevrange(keys.EVENTS, count=count)  # type: ignore[assignment]
         entries.reverse()
         if entries:
-            self._last = _text(entries[-1][0])
+            self._last = as_text(entries[-1][0])
         else:
             self._last = "0-0" if not self._client.exists(keys.EVENTS) else "$"
             if self._last == "$":
                 info: Any = self._client.xinfo_stream(keys.EVENTS)
-                self._last = _text(info["last-generated-id"])
+                self._last = as_text(info["last-generated-id"])
         return [decode_event(i, f) for i, f in entries]
 
     def read(self, count: int, block_ms: int | None) -> list[dict[str, Any]]:
@@ -176,7 +173,7 @@ class EventReader:
             return self.read(count, block_ms)
         events = [decode_event(i, f) for i, f in entries]
         if entries and self._group is None:
-            self._last = _text(entries[-1][0])
+            self._last = as_text(entries[-1][0])
         return events
 
     def ack(self, events: list[dict[str, Any]]) -> None:

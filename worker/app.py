@@ -13,7 +13,7 @@ from celery import Celery, signals
 
 from common.celery_config import celery_config
 from common.contract import TASK_DRAIN, TASK_SEND_REPLY
-from common.errors import ConfigError
+from common.errors import ConfigError, MissingApiKey
 from common.logging import configure_logging
 from common.publish import Publisher
 from common.settings import Settings, load_settings
@@ -29,10 +29,7 @@ def create_app(settings: Settings) -> Celery:
     Fails at once (ConfigError) without an API key, rather than on the first email.
     """
     if settings.anthropic_api_key is None:
-        raise ConfigError(
-            "invalid setting ANTHROPIC_API_KEY: not set (use `triage run` to start the offline "
-            "emulator, or set a key)"
-        )
+        raise MissingApiKey
     app = Celery("triage", set_as_current=False)
     app.conf.update(celery_config(settings))
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from helpers import base_env, run_triage, wait_for
 
 from common import keys
+from common.prices import DEFAULT_PRICES
 from worker.state.ledger import Ledger
-from worker.state.pricing import DEFAULT_PRICES
 
 TOPICS = [
     "I was charged twice for my subscription.",

@@ -6,15 +6,23 @@ import datetime as dt
 import json
 
 import pytest
-from helpers import run_triage, wait_for
-from mail import SEED_FIRST, SEED_REPLY, make_email
-from test_seed_conversation import events, outbox
+from helpers import (
+    SEED_FIRST,
+    SEED_REPLY,
+    base_env,
+    events,
+    make_email,
+    outbox,
+    run_triage,
+    wait_for,
+)
 
+from common.prices import DEFAULT_PRICES, ModelPrice
 from producers.enqueue import Enqueuer
 from worker.decide.conversation import check_alternation
 from worker.decide.pruning import MARKER, prune
 from worker.state.ledger import Ledger
-from worker.state.pricing import DEFAULT_PRICES, ModelPrice, cost_usd, price_for
+from worker.state.pricing import cost_usd, price_for
 from worker.state.store import ThreadStore
 from worker.state.usage import Usage
 
@@ -97,8 +105,6 @@ def test_ledger_totals_equal_the_emulators_usage(r, emulator, worker, enqueue):
 
 
 def test_stats_command_reports_the_run(r, state_url, broker_url, emulator, worker, enqueue):
-    from helpers import base_env
-
     enqueue(make_email("<stats-1@example.org>", SEED_FIRST))
     enqueue(make_email("<stats-2@example.org>", "I was charged twice."))
     wait_for(lambda: outbox(r) and events(r), what="a question and a classification")

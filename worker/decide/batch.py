@@ -22,6 +22,7 @@ import redis
 import structlog
 
 from common import keys
+from common.connections import as_text
 from common.publish import TaskPublisher
 from worker.decide.claude import BatchClient
 from worker.decide.drain import DrainStep
@@ -66,7 +67,7 @@ class BacklogRunner:
 
     def active(self) -> list[str]:
         """Batches submitted but not yet applied (a previous run was interrupted)."""
-        return sorted(_text(b) for b in self._redis.smembers(keys.BACKLOG_ACTIVE))
+        return sorted(as_text(b) for b in self._redis.smembers(keys.BACKLOG_ACTIVE))
 
     def submit(self, thread_ids: Iterable[str]) -> list[str]:
         """Create batches for the held threads; threads that are not clean first turns go to the
@@ -114,7 +115,7 @@ class BacklogRunner:
     def finish(self, batch_id: str, report: BacklogReport) -> None:
         """Apply an ended batch's results; what cannot be applied goes to the queue."""
         plan_raw: Any = self._redis.hgetall(keys.backlog_batch(batch_id))
-        plan = {_text(k): json.loads(v) for k, v in plan_raw.items()}
+        plan = {as_text(k): json.loads(v) for k, v in plan_raw.items()}
         seen: set[str] = set()
         for item in self._batches.results(batch_id):
             seen.add(item.custom_id)
@@ -149,7 +150,3 @@ class BacklogRunner:
             keys=[keys.thread_scheduled(thread_id)], args=[f"{time.time():.3f}", self._flag_seconds]
         )
         self._publisher.drain(thread_id)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

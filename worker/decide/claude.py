@@ -14,7 +14,7 @@ from typing import Any
 import anthropic
 import structlog
 
-from common.errors import ConfigError, Permanent, RetryLater
+from common.errors import MissingApiKey, Permanent, RetryLater
 from common.settings import Settings
 from worker.observe import metrics
 from worker.state.usage import Usage
@@ -41,10 +41,7 @@ class CallResult:
 def make_client(settings: Settings) -> anthropic.Anthropic:
     """An SDK client with an explicit timeout and retry budget (the SDK's retries count)."""
     if settings.anthropic_api_key is None:
-        raise ConfigError(
-            "invalid setting ANTHROPIC_API_KEY: not set (use `triage run` to start the offline "
-            "emulator, or set a key)"
-        )
+        raise MissingApiKey
     return anthropic.Anthropic(
         api_key=settings.anthropic_api_key.get_secret_value(),
         base_url=settings.anthropic_base_url,

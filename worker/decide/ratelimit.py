@@ -26,7 +26,6 @@ from worker.state import scripts
 log = structlog.get_logger("worker.decide.ratelimit")
 
 
-
 def estimate_input_tokens(request: dict[str, Any]) -> int:
     """A cheap, slightly generous estimate (about 4 bytes a token) of what a request will count."""
     parts = [

@@ -26,6 +26,7 @@ import structlog
 from pydantic import ValidationError
 
 from common import keys
+from common.connections import as_text
 from common.contract import ReplyTask
 from common.publish import TaskPublisher
 from worker.state import scripts
@@ -112,10 +113,10 @@ class Sweeper(threading.Thread):
         )
         rescheduled = 0
         for raw_id in waiting:
-            thread_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            thread_id = as_text(raw_id)
             flag_key = keys.thread_scheduled(thread_id)
             raw_flag = client.get(flag_key)
-            flag = raw_flag.decode() if isinstance(raw_flag, bytes) else (raw_flag or "")
+            flag = as_text(raw_flag) if raw_flag is not None else ""
             if not flag_is_stale(flag, now, self._limits):
                 continue
             if not client.llen(keys.thread_inbox(thread_id)):

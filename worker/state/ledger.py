@@ -20,7 +20,9 @@ from typing import Any
 import redis
 
 from common import keys
-from worker.state.pricing import ModelPrice, cache_saving_usd, cost_usd, price_for
+from common.connections import as_text
+from common.prices import ModelPrice
+from worker.state.pricing import cache_saving_usd, cost_usd, price_for
 from worker.state.usage import Usage
 
 COUNTERS = (
@@ -142,15 +144,11 @@ class Ledger:
         while day <= until:
             raw: Any = self._redis.hgetall(keys.ledger_day(day.strftime("%Y-%m-%d")))
             for name, value in raw.items():
-                model, category, counter = _text(name).split("|")
+                model, category, counter = as_text(name).split("|")
                 totals.add(model, category, counter, int(value))
             day += dt.timedelta(days=1)
         return totals
 
     def thread(self, thread_id: str) -> dict[str, int]:
         raw: Any = self._redis.hgetall(keys.ledger_thread(thread_id))
-        return {_text(k): int(v) for k, v in raw.items()}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return {as_text(k): int(v) for k, v in raw.items()}

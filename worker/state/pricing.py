@@ -1,28 +1,10 @@
-"""Prices and cost (pure). USD per million tokens, per model; overridable by `TRIAGE_PRICES`.
-
-Cache reads cost 0.1x input, 5-minute cache writes 1.25x input, and the Batches API half of
-everything: the multipliers live with the rates so a setting can change any of them.
-"""
+"""Cost of a call (pure), from the price table in settings (`common.prices`)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
+from common.prices import ModelPrice
 from worker.state.usage import Usage
 
-
-class ModelPrice(BaseModel):
-    input: float
-    output: float
-    cache_write_multiplier: float = 1.25
-    cache_read_multiplier: float = 0.1
-    batch_multiplier: float = 0.5
-
-
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "claude-haiku-4-5": ModelPrice(input=1.0, output=5.0),
-    "claude-sonnet-4-6": ModelPrice(input=3.0, output=15.0),
-}
 #: Used for a model missing from the table (priced like the most expensive known one, to be safe).
 FALLBACK = "claude-sonnet-4-6"
 

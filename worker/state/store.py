@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import redis
 
 from common import keys
+from common.connections import as_text
 from worker.state import scripts
 from worker.state.commit import Commit, CommitResult, CommitStatus, script_call
 from worker.state.snapshot import Begin, InboxItem, Snapshot
@@ -60,14 +60,17 @@ class ThreadStore:
         ]
         args: list[str | int] = [mode, f"{time.time():.3f}", flag_seconds, thread_id]
         meta_flat, messages, inbox, applied, attempts = self._snapshot(keys=keys_, args=args)
-        meta = {_text(meta_flat[i]): _text(meta_flat[i + 1]) for i in range(0, len(meta_flat), 2)}
+        meta = {
+            as_text(meta_flat[i]): as_text(meta_flat[i + 1]) for i in range(0, len(meta_flat), 2)
+        }
         snapshot = Snapshot(
             thread_id=thread_id,
             version=int(meta.get("version", 0)),
             meta=meta,
             messages=[json.loads(turn) for turn in messages],
             inbox=[
-                InboxItem(_text(raw), bool(flag)) for raw, flag in zip(inbox, applied, strict=True)
+                InboxItem(as_text(raw), bool(flag))
+                for raw, flag in zip(inbox, applied, strict=True)
             ],
         )
         return int(attempts), snapshot
@@ -82,7 +85,7 @@ class ThreadStore:
             events_maxlen=self._events_maxlen,
         )
         status, version, remaining = self._commit(keys=keys_, args=args)
-        return CommitResult(CommitStatus(_text(status)), int(version), int(remaining))
+        return CommitResult(CommitStatus(as_text(status)), int(version), int(remaining))
 
     def release(self, thread_id: str) -> bool:
         """Clear the scheduled flag if the inbox is empty; False means more work arrived."""
@@ -104,7 +107,3 @@ class ThreadStore:
         """Refresh the flag before a long step, so the sweeper sees this drainer is alive."""
         value = f"running:{time.time():.3f}"
         self._redis.set(keys.thread_scheduled(thread_id), value, ex=seconds)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
