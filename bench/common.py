@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import redis
 
-from triage.localstack import Process, redis_reachable, start_redis
+from triage.localstack import redis_reachable, start_redis
 
 TOPICS = [
     "I was charged twice for my subscription.",
@@ -27,17 +27,20 @@ def email(i: int, tag: str = "bench") -> bytes:
 
 @contextlib.contextmanager
 def redis_base() -> Iterator[str]:
-    """`TRIAGE_BENCH_REDIS` (default the local Redis), or a private server when none answers."""
-    base = os.environ.get("TRIAGE_BENCH_REDIS", "redis://127.0.0.1:6379").rstrip("/")
-    private: Process | None = None
-    if not redis_reachable(base + "/0"):
-        url, private = start_redis()
-        base = url.rsplit("/", 1)[0]
+    """A private Redis for the run (started here, stopped after), so a benchmark never flushes a
+    server it did not start; `TRIAGE_BENCH_REDIS=redis://host:port` uses an external one instead
+    (its databases 11 and 12 are flushed)."""
+    external = os.environ.get("TRIAGE_BENCH_REDIS", "").strip().rstrip("/")
+    if external:
+        if not redis_reachable(external + "/0"):
+            raise SystemExit(f"TRIAGE_BENCH_REDIS={external} does not answer")
+        yield external
+        return
+    url, private = start_redis()
     try:
-        yield base
+        yield url.rsplit("/", 1)[0]
     finally:
-        if private:
-            private.stop()
+        private.stop()
 
 
 def worker_env(state: str, broker: str, emulator_url: str, **extra: str) -> dict[str, str]:

@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.suite                 # defaults: about 6 minutes on 2 cores
     .venv/bin/python -m bench.suite --quick         # a smoke run in about two minutes
 
-Everything runs on this machine: real Redis (`TRIAGE_BENCH_REDIS`, default the local one, DBs 11
-and 12, flushed; a private server when none answers), the emulator in its own process at a fixed
+Everything runs on this machine: a private Redis started for the run (`TRIAGE_BENCH_REDIS` for an
+external one, whose DBs 11 and 12 are flushed), the emulator in its own process at a fixed
 latency, and worker processes started with `celery worker`. Each run prints one JSON line; a table
 follows at the end. Runs: the floor (bare SDK call + Redis write), Celery alone (`bench/noop.py`),
 our worker on a preloaded backlog of one-turn threads, paced at half its ceiling, and on a mix
@@ -17,6 +17,9 @@ wall emails/s, end-to-end latency from enqueue to the classification event (p50/
 CPU ms per email (all worker processes), Redis commands per email (INFO commandstats delta,
 everything that touched the server: producer, broker, worker), peak RSS per worker process, and
 the ceiling concurrency / latency.
+
+One module on purpose (over the usual 400 lines): it is the single script a reader follows from
+set-up to table, and its runs share the same measurement helpers.
 """
 
 from __future__ import annotations

@@ -23,17 +23,12 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
 
+from common import scripts
+
 TRANSPORT = "common.broker:Transport"
 
-APPEND_LUA = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-"""
-
-ACK_LUA = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-"""
+APPEND_LUA = scripts.load("unacked_add")
+ACK_LUA = scripts.load("unacked_remove")
 
 
 class QoS(kombu_redis.QoS):

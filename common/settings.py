@@ -19,6 +19,7 @@ from common.prices import DEFAULT_PRICES, ModelPrice
 
 ENV_PREFIX = "TRIAGE_"
 LABEL_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
+ADDRESS_PATTERN = re.compile(r"^[^@\s,<>]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
 
 class Category(BaseModel):
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=300, ge=10)
     visibility_timeout_seconds: int = Field(default=3600, ge=60)
     support_address: str = "support@example.com"
+    # Contact-form senders whose mail puts the customer in Reply-To (comma-separated addresses).
+    form_relay_senders: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Full email addresses in log lines (debugging only; by default logs carry the reply id).
+    log_addresses: bool = False
     reply_transport: Literal["outbox", "smtp"] = "outbox"
     reply_template_file: Path | None = None
     smtp_host: str = "localhost"
@@ -124,6 +129,21 @@ class Settings(BaseSettings):
         else:
             parsed = [name for name in (part.strip() for part in text.split(",")) if name]
         return [{"name": item} if isinstance(item, str) else item for item in parsed]
+
+    @field_validator("form_relay_senders", mode="before")
+    @classmethod
+    def _parse_addresses(cls, value: Any) -> Any:
+        """A comma-separated list (or a JSON list) of addresses, compared case-insensitively."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list):
+            return value
+        addresses = [str(item).strip().lower() for item in value if str(item).strip()]
+        for address in addresses:
+            if not ADDRESS_PATTERN.match(address):
+                raise ValueError(f"{address!r} is not an email address (local@domain.tld)")
+        return addresses
 
     @field_validator("prices", mode="after")
     @classmethod

@@ -3,11 +3,9 @@ ARGV. `load(name)` returns a script's source for `redis.Redis.register_script`."
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
+from common.lua import source
 
 
-@cache
 def load(name: str) -> str:
     """The source of `<name>.lua` from this package."""
-    return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return source(__name__, name)
