@@ -1,32 +1,43 @@
 # The two set-up commands: `make run` (the whole pipeline, offline) and `make test`.
-# Each creates .venv with Python 3.11+ on first use and installs what it needs.
+# Each creates .venv with Python 3.11+ on first use and installs what it needs: `make run` only
+# what running needs, `make test` (and `make lint`) the development tools as well.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("triage-worker needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "creating $(VENV) with $$($(PYTHON) --version)"
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing triage-worker and what it needs to run (about a minute the first time)"
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	@touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing triage-worker with its development tools (pytest, ruff, mypy, import-linter)"
 	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
-	@touch $(STAMP)
+	@touch $(DEV_STAMP) $(RUN_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/triage run
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/pytest
 
 # The fast tier only: pure functions and the drain step in-process (real Redis and emulator).
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/pytest tests/fast
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
