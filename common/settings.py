@@ -117,6 +117,24 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("redis_url", "broker_url", mode="after")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        """A URL Redis clients understand, caught here rather than as a traceback later."""
+        schemes = ("redis://", "rediss://", "unix://", "sentinel://")
+        if value is not None and not value.startswith(schemes):
+            raise ValueError(
+                f"{value!r} is not a Redis URL: write it as redis://host:port/db "
+                "(rediss:// for TLS, unix:///path/to/socket)"
+            )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        """`TRIAGE_LOG_LEVEL=info` means INFO."""
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("categories", mode="before")
     @classmethod
     def _parse_categories(cls, value: Any) -> Any:

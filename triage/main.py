@@ -7,10 +7,11 @@ import sys
 from typing import Any
 
 import click
+import redis
 
 from common.errors import ConfigError
 from common.settings import Settings
-from triage.resources import settings_or_exit
+from triage.resources import BadSetting, settings_or_exit
 
 
 def configure_cli_logging(settings: Settings) -> None:
@@ -19,7 +20,22 @@ def configure_cli_logging(settings: Settings) -> None:
     configure_logging(settings)
 
 
-@click.group()
+class TriageGroup(click.Group):
+    """Expected failures (Redis unreachable, a malformed URL) become one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except redis.ConnectionError as exc:
+            raise click.ClickException(
+                f"cannot reach Redis ({exc}); check TRIAGE_REDIS_URL / TRIAGE_BROKER_URL, "
+                "or start one (`triage run` starts a private one)"
+            ) from None
+        except redis.RedisError as exc:
+            raise click.ClickException(f"Redis error: {exc}") from None
+
+
+@click.group(cls=TriageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="triage-worker")
 def cli() -> None:
     """Queue-driven support-email triage on the Claude API (Celery + Redis)."""
@@ -55,7 +71,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
     try:
         app = create_app(settings)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise BadSetting(str(exc)) from None
     argv = ["worker", "-Q", "triage,replies", "--loglevel", settings.log_level, *celery_args]
     app.worker_main(argv)
 

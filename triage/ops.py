@@ -90,6 +90,8 @@ def thread_list(status: str | None, category: str | None, limit: int, as_json: b
                     )
                 click.echo(thread_line(meta))
             shown += 1
+    except redis.ConnectionError:
+        raise  # the command group turns it into one line naming the setting
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis: {exc}") from None
     if not shown and not as_json:
@@ -227,6 +229,8 @@ def events_tail(
             if events:
                 show(events)
                 last_seen = time.monotonic()
+    except redis.ConnectionError:
+        raise  # the command group turns it into one line naming the setting
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis: {exc}") from None
     except KeyboardInterrupt:

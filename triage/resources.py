@@ -19,12 +19,18 @@ from worker.recovery.replay import Replayer
 from worker.state.store import ThreadStore
 
 
+class BadSetting(click.ClickException):
+    """A setting is missing or invalid: one line naming the variable, exit code 2."""
+
+    exit_code = 2
+
+
 def settings_or_exit() -> Settings:
-    """The settings, or a one-line error naming the variable (click exits 1)."""
+    """The settings, or a one-line error naming the variable (exit 2, as documented)."""
     try:
         return load_settings()
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise BadSetting(str(exc)) from None
 
 
 def open_redis(settings: Settings) -> redis.Redis:
