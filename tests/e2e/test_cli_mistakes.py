@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import run_triage
+
 from triage.localstack import free_port
 
 COMMANDS = [
