@@ -71,6 +71,12 @@ def reply_sending(reply_id: str) -> str:
     return f"{PREFIX}:reply:{reply_id}:sending"
 
 
+def reply_failed(reply_id: str) -> str:
+    """A dead-lettered reply task (JSON), kept for `triage dlq replay`: its dead letter names only
+    the reply id, never the recipient, subject or question. Present = do not send."""
+    return f"{PREFIX}:reply:{reply_id}:failed"
+
+
 def ledger_day(day: str) -> str:
     """Hash of one UTC day's usage: fields `model|category|counter` (see `worker.state.ledger`)."""
     return f"{PREFIX}:ledger:{day}"
@@ -79,6 +85,21 @@ def ledger_day(day: str) -> str:
 def ledger_thread(thread_id: str) -> str:
     """Hash of one thread's usage and cost over every call, failed decisions included."""
     return f"{PREFIX}:ledger:thread:{thread_id}"
+
+
+def questions_per_recipient(day: str, recipient: str) -> str:
+    """Counter of questions sent to one address on one UTC day (a loop and abuse limit)."""
+    return f"{PREFIX}:limits:questions:{day}:{recipient}"
+
+
+def last_question_to(recipient: str) -> str:
+    """Unix time of the last question sent to an address (an answer within seconds is a robot)."""
+    return f"{PREFIX}:limits:last_question:{recipient}"
+
+
+def emails_per_sender(hour: str, sender: str) -> str:
+    """Counter of emails one sender put before the worker in one UTC hour."""
+    return f"{PREFIX}:limits:sender:{hour}:{sender}"
 
 
 #: Set of Message Batch ids submitted by `triage backlog` and not yet applied (resume list).

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     )
     system_prompt_file: Path | None = None
     max_clarifications: int = Field(default=1, ge=0, le=10)
+    # Limits against loops and abuse (docs/configuration.md). Questions: past a limit the
+    # decision is a classification without a question; threads: past a cap, no more calls.
+    max_questions_per_recipient_per_day: int = Field(default=3, ge=0)
+    max_emails_per_sender_per_hour: int = Field(default=30, ge=1)
+    loop_answer_seconds: float = Field(default=60.0, ge=0)
+    max_thread_turns: int = Field(default=40, ge=2)
+    max_thread_input_tokens: int = Field(default=500_000, ge=100)
     thread_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     max_turn_chars: int = Field(default=20_000, ge=200)
     max_question_chars: int = Field(default=500, ge=40)

@@ -71,12 +71,16 @@ class Clarification(EventBase):
 
 
 class Escalated(EventBase):
-    """The model refused: a person should look at the thread."""
+    """A person should look at the thread: the model refused, or a thread limit was reached
+    (`limit`; then no call was made and `model` is the configured one)."""
 
     type: Literal["escalated"] = "escalated"
     category: None = None
     refusal_category: str | None
     explanation: str | None
+    limit: str | None = Field(
+        default=None, description="thread_turns or thread_input_tokens when a cap was reached"
+    )
 
 
 Event = Annotated[Classified | Clarification | Escalated, Field(discriminator="type")]

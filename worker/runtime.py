@@ -15,6 +15,7 @@ from common.publish import TaskPublisher
 from common.settings import Settings
 from worker.decide.claude import ClaudeClient, make_client
 from worker.decide.drain import DrainStep
+from worker.decide.limits import Limits
 from worker.decide.ratelimit import RateLimiter
 from worker.reply.render import load_reply_template
 from worker.reply.transports import Transport, make_transport
@@ -48,6 +49,7 @@ def build_drain_step(
         publisher,
         limiter or rate_limiter(settings, client),
         Ledger(client, settings.prices, settings.thread_ttl_seconds),
+        Limits(client, settings),
     )
 
 

@@ -20,9 +20,10 @@ from common.settings import Settings
 from worker.decide.claude import CallResult, ClaudeClient
 from worker.decide.conversation import check_alternation, user_turn
 from worker.decide.decision import Decision, parse_decision
+from worker.decide.limits import Limits, thread_cap
 from worker.decide.outcome import BatchApplied, Outcome, OutcomeKind, StepResult
 from worker.decide.pending import Pending, no_question_reason, partition
-from worker.decide.plan import Answer, dead_letter_commit, decision_commit
+from worker.decide.plan import Answer, dead_letter_commit, decision_commit, limit_commit
 from worker.decide.prompt import build_request, load_template
 from worker.decide.pruning import prune
 from worker.decide.ratelimit import RateLimiter, estimate_input_tokens
@@ -53,6 +54,7 @@ class DrainStep:
         publisher: TaskPublisher,
         limiter: RateLimiter,
         ledger: Ledger,
+        limits: Limits,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -60,6 +62,7 @@ class DrainStep:
         self._publisher = publisher
         self._limiter = limiter
         self._ledger = ledger
+        self._limits = limits
         self._template = load_template(settings)
 
     @property
@@ -123,9 +126,12 @@ class DrainStep:
                 self._count(pending, None)
             return StepResult(None, result.ok and result.remaining == 0)
         structlog.contextvars.bind_contextvars(email_ids=pending.email_ids)
+        cap = thread_cap(snapshot, self._settings)
+        if cap is not None:
+            return self._escalate_at_cap(snapshot, pending, cap)
         turn = user_turn(pending.emails, self._settings.max_turn_chars)
         messages = [*snapshot.messages, turn]
-        no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
+        no_question = self._limits.no_question_reason(pending.emails, snapshot)
         charges: list[Charge] = []  # billed calls, written by the commit below
         try:
             check_alternation(messages[:-1])
@@ -160,6 +166,17 @@ class DrainStep:
             )
             return StepResult(None, False)
         return StepResult(self._committed(pending, answer, change, result), result.remaining == 0)
+
+    def _escalate_at_cap(self, snapshot: Snapshot, pending: Pending, cap: str) -> StepResult:
+        """The thread reached a cap: escalate its pending emails without calling Claude."""
+        change = limit_commit(snapshot, pending, cap, self._settings)
+        result = self._store.commit(snapshot.thread_id, change)
+        if not result.ok:
+            return StepResult(None, False)
+        log.warning("drain.thread_limit", limit=cap, turns=len(snapshot.messages))
+        outcome = Outcome(OutcomeKind.ESCALATED)
+        self._count(pending, outcome)
+        return StepResult(outcome, result.remaining == 0)
 
     def first_turn_request(self, thread_id: str) -> tuple[dict[str, Any], int, list[str]] | None:
         """For the Batches API: the request a new thread's first decision needs, with the version
@@ -241,6 +258,8 @@ class DrainStep:
             )
         self._count(pending, outcome)
         if change.reply is not None:
+            with contextlib.suppress(redis.RedisError):  # a limit counter, not the decision
+                self._limits.record_question(change.reply.to)
             self._publisher.reply(change.reply)
         return outcome
 

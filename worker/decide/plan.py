@@ -69,6 +69,37 @@ def dead_letter_commit(
     )
 
 
+def limit_commit(snapshot: Snapshot, pending: Pending, limit: str, settings: Settings) -> Commit:
+    """The thread reached a cap: apply its pending emails as an escalation, without a call."""
+    emails = pending.emails
+    chain = references_chain(snapshot.references, pending.email_ids)
+    none = _tokens(Usage())
+    return Commit(
+        expected_version=snapshot.version,
+        consumed=len(snapshot.inbox),
+        email_ids=pending.email_ids,
+        dead_letters=pending.dead_letters,
+        previous_status=snapshot.status,
+        meta={"status": STATUS_ESCALATED, "references": json.dumps(chain), "limit": limit},
+        event=Escalated(
+            thread_id=snapshot.thread_id,
+            email_ids=pending.email_ids,
+            model=settings.model,
+            request_id=None,
+            usage=none,
+            thread_usage=_tokens(snapshot.usage),
+            clarifications=snapshot.clarifications,
+            no_question_reason=limit,
+            first_received_at=min(email.received_at for email in emails),
+            decided_at=round(time.time(), 3),
+            turns=len(snapshot.messages),
+            refusal_category=None,
+            explanation=f"thread limit reached ({limit}): no call was made",
+            limit=limit,
+        ),
+    )
+
+
 def _tokens(usage: Usage) -> TokenUsage:
     return TokenUsage(**usage.as_dict())
 
@@ -160,6 +191,7 @@ def decision_commit(
     )
     change.meta |= {
         "status": STATUS_AWAITING,
+        "last_question": checked.text,  # an answer that quotes it back is a robot's
         "clarifications": snapshot.clarifications + 1,
         "references": json.dumps([*chain, message_id]),
     }

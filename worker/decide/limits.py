@@ -1,0 +1,139 @@
+"""Limits that keep the support address from being a loop or a cost sink.
+
+Two kinds, both decided before the Claude call:
+- May this decision ask a question? Not to robots (flags), not past the thread's clarification
+  budget, not past `max_questions_per_recipient_per_day`, not to a sender over
+  `max_emails_per_sender_per_hour`, and not to what looks like an unlabelled auto-responder: an
+  answer within `loop_answer_seconds` of our question, a subject that grew "[Ticket #..]" tags or
+  "Re: Re: Re:", or a body that quotes our own question back. The decision is then a
+  classification without a question, and the event's `no_question_reason` names the limit.
+- May the thread get another call at all? Not past `max_thread_turns` or
+  `max_thread_input_tokens`: its pending emails are escalated (an `escalated` event with
+  `limit`) without calling Claude, so one sender cannot make a thread cost without bound.
+
+Counters live in Redis (keys in `common.keys`), keyed by a hash of the address; they are
+approximate on purpose (a step redone after a crash counts its emails again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import time
+
+import redis
+
+from common import keys
+from common.contract import EmailPayload
+from common.settings import Settings
+from worker.state.snapshot import Snapshot
+
+#: "[Ticket #123]", "[Case 4567]", "(Ref: 89)" tags; three or more in a subject is a loop.
+TICKET_TAG = re.compile(r"[\[(]\s*(?:ticket|case|ref|request|incident)\b[^\])]{0,40}[\])]", re.I)
+REPLY_PREFIX = re.compile(r"\b(?:re|aw|sv|fwd?|wg)\s*(?:\[\d+\])?\s*:", re.I)
+MAX_TAGS = 3
+MAX_REPLY_PREFIXES = 3
+#: Our question quoted back counts from this many characters on (short ones match by chance).
+MIN_QUOTED_QUESTION = 40
+
+
+def address_key(address: str) -> str:
+    """A short stable key part for an address (no raw addresses in key names)."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:20]
+
+
+def subject_loop(subject: str) -> bool:
+    """A subject that grew like a robot's: many ticket tags or a pile of reply prefixes (pure)."""
+    return (
+        len(TICKET_TAG.findall(subject)) >= MAX_TAGS
+        or len(REPLY_PREFIX.findall(subject)) >= MAX_REPLY_PREFIXES
+    )
+
+
+def quotes_our_question(text: str, last_question: str) -> bool:
+    """The email carries our last question back, word for word (whitespace aside) (pure)."""
+    question = " ".join(last_question.split())
+    if len(question) < MIN_QUOTED_QUESTION:
+        return False
+    flat = " ".join(text.replace(">", " ").split())
+    return question in flat
+
+
+def thread_cap(snapshot: Snapshot, settings: Settings) -> str | None:
+    """Which thread cap is reached (None: the thread may get another call) (pure)."""
+    if len(snapshot.messages) >= settings.max_thread_turns:
+        return "thread_turns"
+    if snapshot.usage.total_input_tokens >= settings.max_thread_input_tokens:
+        return "thread_input_tokens"
+    return None
+
+
+def _day(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
+
+
+def _hour(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H")
+
+
+class Limits:
+    """Checks and records the per-address limits (one pipelined round trip each)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._redis = client
+        self._settings = settings
+
+    def no_question_reason(
+        self, emails: list[EmailPayload], snapshot: Snapshot, now: float | None = None
+    ) -> str | None:
+        """Why this decision may not ask the customer anything (None: it may).
+
+        Counts the emails against their senders' hourly budget as a side effect.
+        """
+        settings = self._settings
+        now = time.time() if now is None else now
+        flags = sorted({flag for email in emails for flag in email.flags})
+        if flags:
+            return "robot:" + ",".join(flags)  # never auto-reply to robots: mail loops start there
+        if snapshot.clarifications >= settings.max_clarifications:
+            return "clarification_limit"
+        latest = emails[-1]
+        recipient = address_key(latest.recipient)
+        senders: dict[str, int] = {}
+        for email in emails:
+            sender = address_key(email.from_addr)
+            senders[sender] = senders.get(sender, 0) + 1
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(keys.questions_per_recipient(_day(now), recipient))
+        pipe.get(keys.last_question_to(recipient))
+        for sender, count in senders.items():
+            key = keys.emails_per_sender(_hour(now), sender)
+            pipe.incrby(key, count)
+            pipe.expire(key, 2 * 3600)
+        asked_today, last_question_at, *counts = pipe.execute()
+        if any(int(n) > settings.max_emails_per_sender_per_hour for n in counts[::2]):
+            return "sender_hourly_limit"
+        if int(asked_today or 0) >= settings.max_questions_per_recipient_per_day:
+            return "recipient_daily_limit"
+        if last_question_at is not None and settings.loop_answer_seconds > 0:
+            answered_after = min(email.received_at for email in emails) - float(last_question_at)
+            if 0 <= answered_after < settings.loop_answer_seconds:
+                return "loop:fast_answer"
+        if any(subject_loop(email.subject) for email in emails):
+            return "loop:subject"
+        last_question = snapshot.meta.get("last_question", "")
+        if last_question and any(quotes_our_question(e.text, last_question) for e in emails):
+            return "loop:quoted_back"
+        return None
+
+    def record_question(self, recipient: str, now: float | None = None) -> None:
+        """Count a committed question against its recipient (day) and note when it was asked."""
+        now = time.time() if now is None else now
+        key = address_key(recipient)
+        counter = keys.questions_per_recipient(_day(now), key)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.incr(counter)
+        pipe.expire(counter, 2 * 24 * 3600)
+        pipe.set(keys.last_question_to(key), f"{now:.3f}", ex=24 * 3600)
+        pipe.execute()
