@@ -102,6 +102,11 @@ def emails_per_sender(hour: str, sender: str) -> str:
     return f"{PREFIX}:limits:sender:{hour}:{sender}"
 
 
+def worker_alive(worker_id: str) -> str:
+    """A worker process's heartbeat (short TTL): while it exists, its running flags are live."""
+    return f"{PREFIX}:worker:{worker_id}:alive"
+
+
 #: Set of Message Batch ids submitted by `triage backlog` and not yet applied (resume list).
 BACKLOG_ACTIVE = f"{PREFIX}:backlog:active"
 

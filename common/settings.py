@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     reply_stale_seconds: float = Field(default=120.0, gt=0)
     drain_stale_seconds: float = Field(default=90.0, gt=0)
     queued_stale_seconds: float = Field(default=600.0, gt=0)
+    # A queued flag this old while the drain queue is empty means a purged or lost task.
+    queued_grace_seconds: float = Field(default=30.0, gt=0)
+    # TTL of each worker's heartbeat (refreshed every third of it): a dead worker's threads
+    # resume this long (plus one sweep interval) after it stopped.
+    worker_heartbeat_seconds: float = Field(default=10.0, ge=1)
     rate_limit_rpm: int = Field(default=0, ge=0)
     rate_limit_itpm: int = Field(default=0, ge=0)
     rate_limit_burst_seconds: float = Field(default=1.0, gt=0, le=10)

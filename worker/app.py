@@ -6,19 +6,24 @@ first asked for, not at import time.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from typing import Any
 
+import redis
 from celery import Celery, signals
 
 from common.celery_config import celery_config
-from common.contract import TASK_DRAIN, TASK_SEND_REPLY
+from common.connections import redis_client
+from common.contract import QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY
 from common.errors import ConfigError, MissingApiKey
 from common.logging import configure_logging
 from common.publish import Publisher
 from common.settings import Settings, load_settings
 from worker import tasks
 from worker.observe import metrics_server
+from worker.recovery.flags import StaleAfter
 from worker.recovery.sweeper import Sweeper, SweepLimits
 from worker.runtime import Runtime
 
@@ -34,7 +39,10 @@ def create_app(settings: Settings) -> Celery:
     app.conf.update(celery_config(settings))
 
     publisher = Publisher(app)
-    runtime = Runtime(settings, publisher)
+    # Who runs the drains: the process that starts here (prefork children inherit it), whose
+    # heartbeat the sweepers of every worker check before taking its threads over.
+    worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    runtime = Runtime(settings, publisher, worker_id)
     app.triage_runtime = runtime
 
     @app.task(name=TASK_DRAIN, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
@@ -51,11 +59,25 @@ def create_app(settings: Settings) -> Celery:
     limits = SweepLimits(
         interval=settings.sweep_interval_seconds,
         reply_stale=settings.reply_stale_seconds,
-        drain_stale=settings.drain_stale_seconds,
-        queued_stale=settings.queued_stale_seconds,
+        stale_after=StaleAfter(
+            drain_stale=settings.drain_stale_seconds,
+            alive_stale=2.0 * settings.task_time_limit_seconds,
+            queued_grace=settings.queued_grace_seconds,
+            queued_stale=settings.queued_stale_seconds,
+        ),
         flag_seconds=settings.visibility_timeout_seconds,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
     )
-    sweeper = Sweeper(lambda: runtime.resources.redis, publisher, limits)
+    broker: list[redis.Redis] = []
+
+    def broker_client() -> redis.Redis:
+        if not broker:
+            broker.append(redis_client(settings.effective_broker_url))
+        return broker[0]
+
+    sweeper = Sweeper(
+        lambda: runtime.resources.redis, broker_client, publisher, limits, worker_id, QUEUE_TRIAGE
+    )
 
     def start_sweeper(**_: Any) -> None:
         sweeper.start()

@@ -40,11 +40,13 @@ def build_drain_step(
     publisher: TaskPublisher,
     claude: ClaudeClient | None = None,
     limiter: RateLimiter | None = None,
+    worker_id: str = "",
 ) -> DrainStep:
-    """A drain step wired to `client` (thread state), the SDK (or `claude`) and `publisher`."""
+    """A drain step wired to `client` (thread state), the SDK (or `claude`) and `publisher`;
+    `worker_id` names the worker whose heartbeat vouches for its drains (see the sweeper)."""
     return DrainStep(
         settings,
-        ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen),
+        ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen, worker_id),
         claude or ClaudeClient(make_client(settings)),
         publisher,
         limiter or rate_limiter(settings, client),
@@ -66,9 +68,10 @@ class Resources:
 class Runtime:
     """Hands out the process's resources; rebuilt when the pid changes (prefork children)."""
 
-    def __init__(self, settings: Settings, publisher: TaskPublisher) -> None:
+    def __init__(self, settings: Settings, publisher: TaskPublisher, worker_id: str = "") -> None:
         self.settings = settings
         self.publisher = publisher
+        self.worker_id = worker_id
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._resources: Resources | None = None
@@ -85,7 +88,7 @@ class Runtime:
     def _build(self) -> Resources:
         settings = self.settings
         client = redis_client(settings.redis_url)
-        drain_step = build_drain_step(settings, client, self.publisher)
+        drain_step = build_drain_step(settings, client, self.publisher, worker_id=self.worker_id)
         return Resources(
             redis=client,
             store=drain_step.store,

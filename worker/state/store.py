@@ -25,8 +25,13 @@ from worker.state.snapshot import Begin, InboxItem, Snapshot
 class ThreadStore:
     """Reads and atomically updates thread state; all Redis access for threads goes here."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int, events_maxlen: int) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl_seconds: int, events_maxlen: int, worker_id: str = ""
+    ) -> None:
+        """`worker_id` goes into the running flag, so the sweeper can tell a dead drainer by its
+        worker's heartbeat (see `worker.recovery.flags`)."""
         self._redis = client
+        self._worker_id = worker_id
         self._ttl = ttl_seconds
         self._events_maxlen = events_maxlen
         self._snapshot = client.register_script(scripts.load("snapshot"))
@@ -58,7 +63,8 @@ class ThreadStore:
             keys.thread_scheduled(thread_id),
             keys.PENDING,
         ]
-        args: list[str | int] = [mode, f"{time.time():.3f}", flag_seconds, thread_id]
+        now = f"{time.time():.3f}"
+        args: list[str | int] = [mode, now, flag_seconds, thread_id, self._worker_id]
         meta_flat, messages, inbox, applied, attempts = self._snapshot(keys=keys_, args=args)
         meta = {
             as_text(meta_flat[i]): as_text(meta_flat[i + 1]) for i in range(0, len(meta_flat), 2)
@@ -105,5 +111,5 @@ class ThreadStore:
 
     def touch_schedule(self, thread_id: str, seconds: int) -> None:
         """Refresh the flag before a long step, so the sweeper sees this drainer is alive."""
-        value = f"running:{time.time():.3f}"
+        value = f"running:{time.time():.3f}:{self._worker_id}"
         self._redis.set(keys.thread_scheduled(thread_id), value, ex=seconds)

@@ -11,12 +11,13 @@
 -- ARGV[2] now          unix time, seconds
 -- ARGV[3] flag_seconds TTL of the running flag
 -- ARGV[4] thread_id
+-- ARGV[5] worker       the drainer's worker id (whose heartbeat the sweeper checks; may be '')
 -- Returns {meta (flat HGETALL), messages, inbox, applied flags (0/1 per inbox item), attempts}.
-local mode, now, flag_seconds, thread_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mode, now, flag_seconds, thread_id, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 local attempts = 0
 if mode ~= 'read' then
-  redis.call('SET', KEYS[5], 'running:' .. now, 'EX', flag_seconds)
+  redis.call('SET', KEYS[5], 'running:' .. now .. ':' .. worker, 'EX', flag_seconds)
 end
 local inbox = redis.call('LRANGE', KEYS[3], 0, -1)
 if mode == 'begin' and #inbox > 0 then
