@@ -42,6 +42,16 @@ def thread_applied(thread_id: str) -> str:
     return f"{PREFIX}:thread:{thread_id}:applied"
 
 
+def thread_packed(thread_id: str) -> str:
+    """An idle thread's meta, array, applied ids and ledger as one compressed value (see
+    `worker.state.compaction`); restored to the keys above when the customer writes again."""
+    return f"{PREFIX}:thread:{thread_id}:packed"
+
+
+#: Sorted set thread_id -> when it became idle (classified or escalated): the compaction queue.
+IDLE = f"{PREFIX}:threads:idle"
+
+
 def thread_inbox(thread_id: str) -> str:
     """List of pending email payloads (JSON) waiting for the thread's drainer."""
     return f"{PREFIX}:thread:{thread_id}:inbox"
@@ -59,6 +69,16 @@ def thread_scheduled(thread_id: str) -> str:
 def message_index(message_id: str) -> str:
     """Message-ID -> thread id, for In-Reply-To / References threading and dedupe."""
     return f"{PREFIX}:msgid:{message_id}"
+
+
+def message_senders(message_id: str) -> str:
+    """Hash sender digest -> thread id of every email seen with this Message-ID.
+
+    Dedupe is by id *and* sender: the same id from another sender is a new email (a forged or
+    colliding id cannot drop or replace another customer's email). Index keys end with ">", so
+    this key never collides with one.
+    """
+    return f"{PREFIX}:msgid:{message_id}:senders"
 
 
 def reply_sent(reply_id: str) -> str:

@@ -11,9 +11,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from common.connections import tls_url
 from common.errors import ConfigError
 from common.prices import DEFAULT_PRICES, ModelPrice
 
@@ -52,6 +61,10 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
     )
 
+    # TLS (rediss://) for the state client and the broker alike; declared before the URLs, whose
+    # validator folds them in (docs/operations.md "Redis over TLS").
+    redis_tls_verify: bool = True
+    redis_ca_file: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str | None = None
     model: str = "claude-haiku-4-5"
@@ -73,6 +86,39 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=500, ge=40)
     max_email_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_email_text_chars: int = Field(default=50_000, ge=200)
+    max_header_bytes: int = Field(
+        default=128 * 1024,
+        ge=4096,
+        description="Bytes of an email's (or a MIME part's) header block read at most; a larger "
+        "one is rejected (headers_too_large) before anything parses it.",
+    )
+    max_encoded_words: int = Field(
+        default=200,
+        ge=10,
+        description="RFC 2047 encoded words decoded per header; the rest of the header is "
+        "dropped and marked […].",
+    )
+    max_mime_parts: int = Field(
+        default=500,
+        ge=10,
+        description="MIME parts read per email; the rest are counted, not read, and the turn "
+        "says so.",
+    )
+    max_mime_depth: int = Field(
+        default=20,
+        ge=3,
+        le=200,
+        description="Multipart nesting levels read; deeper parts are not read and the turn "
+        "says so.",
+    )
+    max_addresses_per_header: int = Field(
+        default=100, ge=1, description="Addresses read per To/Cc/Reply-To header."
+    )
+    max_subject_chars: int = Field(
+        default=300,
+        ge=20,
+        description="Subject characters kept at ingestion (longer ones end with […]).",
+    )
     prompt_caching: bool = True
     api_timeout_seconds: float = Field(default=60.0, gt=0)
     api_max_retries: int = Field(default=2, ge=0, le=10)
@@ -98,6 +144,11 @@ class Settings(BaseSettings):
     reply_stale_seconds: float = Field(default=120.0, gt=0)
     drain_stale_seconds: float = Field(default=90.0, gt=0)
     queued_stale_seconds: float = Field(default=600.0, gt=0)
+    # Memory: idle classified threads packed after this long (0 = never); streams trimmed by age.
+    compact_after_seconds: float = Field(default=3600.0, ge=0)
+    events_retention_days: float = Field(default=30.0, gt=0)
+    outbox_retention_days: float = Field(default=30.0, gt=0)
+    dead_letter_retention_days: float = Field(default=90.0, gt=0)
     # A queued flag this old while the drain queue is empty means a purged or lost task.
     queued_grace_seconds: float = Field(default=30.0, gt=0)
     # TTL of each worker's heartbeat (refreshed every third of it): a dead worker's threads
@@ -117,6 +168,9 @@ class Settings(BaseSettings):
     history_token_budget: int = Field(default=50_000, ge=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"
+    # Celery task events (task-sent/received/started/succeeded/failed) for Flower and
+    # `celery events`: worker_send_task_events and task_send_sent_event.
+    task_events: bool = True
 
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
@@ -140,6 +194,18 @@ class Settings(BaseSettings):
                 "(rediss:// for TLS, unix:///path/to/socket)"
             )
         return value
+
+    @field_validator("redis_url", "broker_url", mode="after")
+    @classmethod
+    def _tls_options(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A `rediss://` URL verifies the server's certificate (CA from the URL, else
+        `TRIAGE_REDIS_CA_FILE`, else the system store) unless `TRIAGE_REDIS_TLS_VERIFY=false`;
+        its options are rewritten in the one spelling every client reads (`tls_url`)."""
+        if value is None or "redis_tls_verify" not in info.data:
+            return value
+        ca_file = info.data.get("redis_ca_file")
+        verify = bool(info.data["redis_tls_verify"])
+        return tls_url(value, verify=verify, ca_file=str(ca_file) if ca_file else None)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -191,7 +257,7 @@ class Settings(BaseSettings):
             raise ValueError(f"category names must be distinct, got {names}")
         return value
 
-    @field_validator("system_prompt_file", "reply_template_file")
+    @field_validator("system_prompt_file", "reply_template_file", "redis_ca_file")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

@@ -26,6 +26,7 @@ from worker.observe import metrics_server
 from worker.recovery.flags import StaleAfter
 from worker.recovery.sweeper import Sweeper, SweepLimits
 from worker.runtime import Runtime
+from worker.state.retention import Retention
 
 
 def create_app(settings: Settings) -> Celery:
@@ -45,11 +46,15 @@ def create_app(settings: Settings) -> Celery:
     runtime = Runtime(settings, publisher, worker_id)
     app.triage_runtime = runtime
 
-    @app.task(name=TASK_DRAIN, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    # `throws`: a task whose work was dead-lettered raises DeadLettered and ends FAILURE (Flower,
+    # `celery events`); Celery logs an expected error at INFO without a traceback.
+    dead_lettered = (tasks.DeadLettered,)
+
+    @app.task(name=TASK_DRAIN, bind=True, max_retries=None, throws=dead_lettered)  # type: ignore[untyped-decorator]
     def drain_thread(self: Any, *args: Any, **kwargs: Any) -> list[str]:
         return tasks.drain_thread(self, runtime, args, kwargs)
 
-    @app.task(name=TASK_SEND_REPLY, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_SEND_REPLY, bind=True, max_retries=None, throws=dead_lettered)  # type: ignore[untyped-decorator]
     def send_reply(self: Any, *args: Any, **kwargs: Any) -> bool:
         return tasks.send_reply(self, runtime, args, kwargs)
 
@@ -67,6 +72,13 @@ def create_app(settings: Settings) -> Celery:
         ),
         flag_seconds=settings.visibility_timeout_seconds,
         heartbeat_seconds=settings.worker_heartbeat_seconds,
+        retention=Retention(
+            events_days=settings.events_retention_days,
+            outbox_days=settings.outbox_retention_days,
+            dead_letter_days=settings.dead_letter_retention_days,
+            thread_ttl_seconds=settings.thread_ttl_seconds,
+        ),
+        compact_after=settings.compact_after_seconds,
     )
     broker: list[redis.Redis] = []
 

@@ -6,6 +6,8 @@ A thread in each worker process keeps the worker's heartbeat (a key with a
 
 - re-publishes replies decided but never sent (`triage:replies:pending`, older than
   `TRIAGE_REPLY_STALE_SECONDS`): a crash between the commit and the send, a lost reply task;
+- trims the streams and indexes by age and packs threads idle for `TRIAGE_COMPACT_AFTER_SECONDS`
+  (`worker.state.retention`, `worker.state.compaction`);
 - re-schedules threads with unprocessed email whose "scheduled" flag is missing or stale (rules in
   `worker.recovery.flags`): a drainer whose worker's heartbeat stopped (killed, crashed), or a
   drain task that was purged or never reached the broker (a `queued:` flag older than
@@ -36,6 +38,8 @@ from common.deadletters import DeadLetterStream
 from common.publish import TaskPublisher
 from worker.recovery.flags import StaleAfter, is_stale, parse_flag
 from worker.state import scripts
+from worker.state.compaction import Compactor
+from worker.state.retention import Retention, trim
 
 log = structlog.get_logger("worker.recovery.sweeper")
 
@@ -47,6 +51,8 @@ class SweepLimits:
     stale_after: StaleAfter
     flag_seconds: int
     heartbeat_seconds: float
+    retention: Retention
+    compact_after: float  # seconds idle before a thread is packed; 0: never
     batch: int = 200
 
 
@@ -154,6 +160,13 @@ class Sweeper(threading.Thread):
                 )
         return rescheduled
 
+    def maintain(self) -> None:
+        """Memory: trim streams and indexes by age, pack threads that have been idle long."""
+        client = self._client()
+        trim(client, self._limits.retention, time.time())
+        if self._limits.compact_after > 0:
+            Compactor(client).compact_idle(self._limits.compact_after, self._limits.batch)
+
     def run(self) -> None:
         tick = min(self._limits.interval, self._limits.heartbeat_seconds / 3)
         next_sweep = time.monotonic() + self._limits.interval
@@ -164,6 +177,7 @@ class Sweeper(threading.Thread):
                     next_sweep = time.monotonic() + self._limits.interval
                     self.sweep_replies()
                     self.sweep_threads()
+                    self.maintain()
             except (redis.RedisError, OSError) as exc:
                 log.warning("sweeper.error", error=str(exc))
             if self._stopped.wait(tick):

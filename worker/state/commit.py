@@ -79,6 +79,7 @@ def script_call(
         keys.PENDING,
         keys.AWAITING,
         keys.ledger_thread(thread_id),
+        keys.IDLE,
     ]
     charges: list[list[Any]] = []
     for charge in change.charges:

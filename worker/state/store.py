@@ -19,6 +19,7 @@ from common import keys
 from common.connections import as_text
 from worker.state import scripts
 from worker.state.commit import Commit, CommitResult, CommitStatus, script_call
+from worker.state.compaction import Compactor
 from worker.state.snapshot import Begin, InboxItem, Snapshot
 
 
@@ -37,12 +38,29 @@ class ThreadStore:
         self._snapshot = client.register_script(scripts.load("snapshot"))
         self._commit = client.register_script(scripts.load("commit"))
         self._release = client.register_script(scripts.load("release"))
+        self._compactor = Compactor(client)
 
     def snapshot(self, thread_id: str, refresh_flag_seconds: int | None = None) -> Snapshot:
         """A consistent read; with `refresh_flag_seconds`, also mark the drainer alive (a call
         follows), so the sweeper leaves the thread alone."""
         mode = "read" if refresh_flag_seconds is None else "refresh"
         return self._read(thread_id, mode, refresh_flag_seconds or 0)[1]
+
+    def peek(self, thread_id: str) -> Snapshot:
+        """A read for inspection that never writes: a packed thread is decoded, not restored."""
+        snapshot = self._read(thread_id, "read", 0, restore=False)[1]
+        if snapshot.meta:
+            return snapshot
+        thread = self._compactor.peek(thread_id)
+        if thread is None:
+            return snapshot
+        return Snapshot(
+            thread_id=thread_id,
+            version=int(thread["meta"].get("version", 0)),
+            meta=thread["meta"],
+            messages=[json.loads(turn) for turn in thread["messages"]],
+            inbox=snapshot.inbox,
+        )
 
     def begin_drain(self, thread_id: str, flag_seconds: int) -> Begin:
         """Mark the thread as being drained now and read it, in one round trip.
@@ -54,7 +72,9 @@ class ThreadStore:
         attempts, snapshot = self._read(thread_id, "begin", flag_seconds)
         return Begin(attempts, snapshot)
 
-    def _read(self, thread_id: str, mode: str, flag_seconds: int) -> tuple[int, Snapshot]:
+    def _read(
+        self, thread_id: str, mode: str, flag_seconds: int, restore: bool = True
+    ) -> tuple[int, Snapshot]:
         keys_ = [
             keys.thread_meta(thread_id),
             keys.thread_messages(thread_id),
@@ -62,10 +82,19 @@ class ThreadStore:
             keys.thread_applied(thread_id),
             keys.thread_scheduled(thread_id),
             keys.PENDING,
+            keys.thread_packed(thread_id),
         ]
         now = f"{time.time():.3f}"
         args: list[str | int] = [mode, now, flag_seconds, thread_id, self._worker_id]
-        meta_flat, messages, inbox, applied, attempts = self._snapshot(keys=keys_, args=args)
+        meta_flat, messages, inbox, applied, attempts, packed = self._snapshot(
+            keys=keys_, args=args
+        )
+        if (
+            packed and restore
+        ):  # compacted while idle: restore it, then read again (never decide on it)
+            self._compactor.unpack(thread_id)
+            again = "refresh" if mode == "begin" else mode  # count the drain attempt once
+            return int(attempts), self._read(thread_id, again, flag_seconds)[1]
         meta = {
             as_text(meta_flat[i]): as_text(meta_flat[i + 1]) for i in range(0, len(meta_flat), 2)
         }

@@ -14,7 +14,8 @@
 -- KEYS[11] pending         zset   threads with unprocessed email
 -- KEYS[12] awaiting        zset   threads waiting for the customer
 -- KEYS[13] ledger_thread   hash   the thread's usage ledger
--- KEYS[14..] ledger days   hash   one per UTC day a charge falls on
+-- KEYS[14] idle            zset   threads classified or escalated, since when (compaction queue)
+-- KEYS[15..] ledger days   hash   one per UTC day a charge falls on
 -- ARGV[1]  one JSON object:
 --   thread_id        string
 --   expected_version int     the fencing token (version the decision was based on)
@@ -80,6 +81,11 @@ if meta['status'] == 'awaiting_customer' then
   redis.call('ZADD', KEYS[12], now, thread_id)
 elseif meta['status'] and c['previous_status'] == 'awaiting_customer' then
   redis.call('ZREM', KEYS[12], thread_id)
+end
+if meta['status'] == 'classified' or meta['status'] == 'escalated' then
+  redis.call('ZADD', KEYS[14], now, thread_id)
+elseif meta['status'] then
+  redis.call('ZREM', KEYS[14], thread_id)
 end
 if type(event) == 'table' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', c['events_maxlen'], '*',

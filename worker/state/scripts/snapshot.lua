@@ -6,13 +6,15 @@
 -- KEYS[4] applied    set    email ids already applied to the thread
 -- KEYS[5] scheduled  string the thread's "scheduled" flag
 -- KEYS[6] pending    zset   threads with unprocessed email (the sweeper's work list)
+-- KEYS[7] packed     string the thread compacted while idle (the caller restores it, re-reads)
 -- ARGV[1] mode         'read' (just read), 'refresh' (a call follows: refresh the running flag)
 --                      or 'begin' (a drain task starts: also count the attempt, for poison)
 -- ARGV[2] now          unix time, seconds
 -- ARGV[3] flag_seconds TTL of the running flag
 -- ARGV[4] thread_id
 -- ARGV[5] worker       the drainer's worker id (whose heartbeat the sweeper checks; may be '')
--- Returns {meta (flat HGETALL), messages, inbox, applied flags (0/1 per inbox item), attempts}.
+-- Returns {meta (flat HGETALL), messages, inbox, applied flags (0/1 per inbox item), attempts,
+--          packed (1 when the thread is packed: meta and messages are then empty)}.
 local mode, now, flag_seconds, thread_id, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 local attempts = 0
@@ -42,4 +44,6 @@ for first = 1, #ids, 1000 do
   local found = redis.call('SMISMEMBER', KEYS[4], unpack(ids, first, last))
   for j, flag in ipairs(found) do applied[where[first + j - 1]] = flag end
 end
-return {meta, msgs, inbox, applied, attempts}
+local packed = 0
+if #meta == 0 then packed = redis.call('EXISTS', KEYS[7]) end
+return {meta, msgs, inbox, applied, attempts, packed}
