@@ -44,6 +44,7 @@ def decisions(r) -> dict[str, tuple[str, str | None]]:
 def test_backlog_through_batches_resumes_and_matches_the_queue_path(
     r, state_url, broker_url, emulator, worker, tmp_path
 ):
+    """A backlog sent in batches resumes after an interruption and decides as the queue does."""
     count = 300
     mbox = tmp_path / "backlog.mbox"
     write_mbox(mbox, count, "bl")
@@ -83,6 +84,7 @@ def test_backlog_through_batches_resumes_and_matches_the_queue_path(
 def test_a_thread_that_moves_on_during_a_batch_goes_to_the_queue(
     r, state_url, broker_url, emulator, worker, tmp_path
 ):
+    """A thread that gets new email while in a batch goes to the queue; its result is STALE."""
     mbox = tmp_path / "small.mbox"
     write_mbox(mbox, 8, "mv")
     emulator.configure(batch_delay_s=0.3)

@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 
-from helpers import TEST_KEY, base_env, run_triage
-from mail import make_email
+from helpers import TEST_KEY, base_env, make_email, run_triage
 
 from triage.localstack import free_port
 
@@ -20,6 +19,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_bad_setting_fails_with_one_clear_message(tmp_path):
+    """A bad setting makes `triage` fail with one message naming it, no traceback."""
     eml = tmp_path / "a.eml"
     eml.write_bytes(make_email("<cli-1@example.org>", "hello"))
     result = run_triage("enqueue", str(eml), env=clean_env(TRIAGE_MAX_TOKENS="lots"))
@@ -29,6 +29,7 @@ def test_bad_setting_fails_with_one_clear_message(tmp_path):
 
 
 def test_plain_celery_worker_reports_a_bad_setting():
+    """A plain `celery worker` exits 2 naming the bad setting."""
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "worker.app", "worker"],
         env=clean_env(TRIAGE_MAX_CLARIFICATIONS="many"),
@@ -42,12 +43,14 @@ def test_plain_celery_worker_reports_a_bad_setting():
 
 
 def test_worker_refuses_to_start_without_a_key():
+    """`triage worker` refuses to start without ANTHROPIC_API_KEY."""
     result = run_triage("worker", env=clean_env(), timeout=60)
     assert result.returncode != 0
     assert "ANTHROPIC_API_KEY" in result.stderr
 
 
 def test_enqueue_and_thread_show(r, state_url, broker_url, emulator, worker, tmp_path):
+    """`triage enqueue` counts and reports rejects; `thread show` and `dlq list` show results."""
     env = base_env(state_url, broker_url, emulator.base_url)
     good = tmp_path / "good.eml"
     good.write_bytes(make_email("<cli-2@example.org>", "My parcel never arrived."))

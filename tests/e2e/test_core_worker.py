@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from celery import Celery
-from helpers import wait_for
-from mail import SEED_FIRST, make_email
-from test_seed_conversation import events, outbox, user_texts
+from helpers import (
+    SEED_FIRST,
+    api_requests,
+    dead_letters,
+    events,
+    make_email,
+    outbox,
+    user_texts,
+    wait_for,
+)
 
 from common import keys
 from common.contract import TASK_DRAIN
-from common.deadletters import DeadLetterStream
 from common.publish import producer_app
 from producers.enqueue import Enqueuer, Rejected
 from producers.submit import thread_id_for
@@ -21,15 +26,8 @@ from worker.state.store import ThreadStore
 BILLING = "I was charged twice for my subscription, please refund the duplicate payment."
 
 
-def api_requests(emulator: Any) -> list[dict[str, Any]]:
-    return [q for q in emulator.requests if q["path"] == "/v1/messages"]
-
-
-def dead_letters(r: Any) -> list[Any]:
-    return DeadLetterStream(r).list()
-
-
 def test_email_delivered_twice_gives_one_turn_and_one_event(r, emulator, worker, enqueue):
+    """An email enqueued twice, its drain task redelivered: one turn, one call, one event."""
     raw = make_email("<dup-1@example.org>", BILLING, subject="Double charge")
     first, second = enqueue(raw), enqueue(raw)
     assert (first.status, second.status) == ("enqueued", "duplicate")
@@ -51,6 +49,7 @@ def test_email_delivered_twice_gives_one_turn_and_one_event(r, emulator, worker,
 
 
 def test_emails_of_one_thread_at_once_make_one_alternating_array(r, emulator, worker, enqueue):
+    """Five emails of one thread at once are each applied once, in alternating turns."""
     emulator.configure(latency_ms=300)
     root = "<burst-0@example.org>"
     texts = [f"Parcel number {i} never arrived, the tracking shows nothing." for i in range(5)]
@@ -82,6 +81,7 @@ def test_emails_of_one_thread_at_once_make_one_alternating_array(r, emulator, wo
 
 
 def test_truncated_reply_is_never_persisted(r, emulator, worker, enqueue):
+    """A reply still truncated after one larger retry is dead-lettered, nothing stored."""
     emulator.configure(faults=[{"kind": "max_tokens", "rate": 1.0, "match": "TRUNCATE-ME"}])
     res = enqueue(make_email("<trunc-1@example.org>", "TRUNCATE-ME my invoice is wrong"))
     [letter] = wait_for(lambda: dead_letters(r), what="the dead letter")
@@ -97,6 +97,7 @@ def test_truncated_reply_is_never_persisted(r, emulator, worker, enqueue):
 
 
 def test_truncation_once_then_success_persists_only_the_full_reply(r, emulator, worker, enqueue):
+    """After one truncated reply, only the full retry's answer is stored."""
     rule = {"kind": "max_tokens", "rate": 1.0, "match": "TRUNC-ONCE", "times": 1}
     emulator.configure(faults=[rule])
     res = enqueue(make_email("<trunc-2@example.org>", "TRUNC-ONCE my invoice is wrong"))
@@ -108,6 +109,7 @@ def test_truncation_once_then_success_persists_only_the_full_reply(r, emulator, 
 
 
 def test_refusal_is_escalated_without_a_question(r, emulator, worker, enqueue):
+    """A refusal escalates the thread; no question is sent and nothing is stored."""
     emulator.configure(faults=[{"kind": "refusal", "rate": 1.0, "match": "REFUSE-ME"}])
     res = enqueue(make_email("<refuse-1@example.org>", "REFUSE-ME help with my thing"))
     [event] = wait_for(lambda: events(r), what="the escalation event")
@@ -120,6 +122,7 @@ def test_refusal_is_escalated_without_a_question(r, emulator, worker, enqueue):
 
 
 def test_customer_writing_after_classification_reopens_the_thread(r, emulator, worker, enqueue):
+    """An email after the classification reopens the thread with its whole history."""
     root = "<reopen-1@example.org>"
     res = enqueue(make_email(root, BILLING, subject="Charge"))
     wait_for(lambda: len(events(r)) == 1, what="the first event")
@@ -139,6 +142,7 @@ def test_customer_writing_after_classification_reopens_the_thread(r, emulator, w
 
 
 def test_clarification_budget_forces_a_classification(r, emulator, worker, enqueue):
+    """Once the one question is asked, the next call may only classify."""
     res = enqueue(make_email("<budget-1@example.org>", SEED_FIRST))
     [sent] = wait_for(lambda: outbox(r), what="the question")
     enqueue(
@@ -157,6 +161,7 @@ def test_clarification_budget_forces_a_classification(r, emulator, worker, enque
 
 
 def test_unknown_in_reply_to_starts_a_new_thread(r, emulator, worker, enqueue):
+    """An In-Reply-To we never saw starts a new thread, which is then decided."""
     res = enqueue(
         make_email("<orphan-1@example.org>", BILLING, in_reply_to="<never-seen@example.org>")
     )
@@ -165,6 +170,7 @@ def test_unknown_in_reply_to_starts_a_new_thread(r, emulator, worker, enqueue):
 
 
 def test_email_without_usable_text_is_rejected_and_kept(r, worker):
+    """An email without usable text is rejected and its raw bytes dead-lettered."""
     enqueuer = Enqueuer(worker.settings(), r)
     result = enqueuer.enqueue_bytes(make_email("<empty-1@example.org>", "  \n", subject=""))
     assert isinstance(result, Rejected) and result.reason == "no_text"
@@ -174,6 +180,7 @@ def test_email_without_usable_text_is_rejected_and_kept(r, worker):
 
 
 def test_malformed_payloads_are_dead_lettered(r, emulator, worker, enqueue):
+    """Bad task arguments and garbage inbox entries are dead-lettered; good email still runs."""
     app = producer_app(worker.settings())
     app.send_task(TASK_DRAIN, args=[123, "extra"], queue="triage")
     wait_for(lambda: dead_letters(r), what="the malformed task's dead letter")
@@ -191,6 +198,7 @@ def test_malformed_payloads_are_dead_lettered(r, emulator, worker, enqueue):
 
 
 def test_permanent_api_error_is_dead_lettered_with_the_api_message(r, emulator, worker_factory):
+    """A 404 for an unknown model is dead-lettered with the API's message, the flag cleared."""
     handle = worker_factory(TRIAGE_MODEL="claude-does-not-exist")
     enqueuer = Enqueuer(handle.settings(), r)
     res = enqueuer.enqueue_bytes(make_email("<perm-1@example.org>", BILLING))
@@ -202,6 +210,7 @@ def test_permanent_api_error_is_dead_lettered_with_the_api_message(r, emulator, 
 
 
 def test_api_400_is_dead_lettered_with_the_api_message(r, emulator, worker, enqueue):
+    """A 400 (prompt too long) is dead-lettered at once with the API's message."""
     emulator.configure(context_window_tokens=600)
     long_text = "My invoice is wrong. " + "Details follow. " * 200
     res = enqueue(make_email("<too-long-1@example.org>", long_text))

@@ -46,6 +46,7 @@ def estimate(messages: list[dict]) -> int:
 
 @pytest.mark.parametrize("budget", [10, 150, 250, 350, 450])
 def test_pruning_keeps_the_array_valid_and_under_budget_when_possible(budget):
+    """Pruning keeps first and last turns, alternation and a marker, and fits if it can."""
     messages = conversation(6)
     sent, elided = prune(messages, budget, estimate)
     check_alternation(sent)
@@ -59,12 +60,14 @@ def test_pruning_keeps_the_array_valid_and_under_budget_when_possible(budget):
 
 
 def test_pruning_leaves_small_arrays_alone():
+    """Pruning leaves a three-turn array alone, and a budget of 0 turns it off."""
     messages = conversation(1)
     assert prune(messages, 10, estimate) == (messages, 0)
     assert prune(conversation(6), 0, estimate)[1] == 0  # budget 0 = off
 
 
 def test_cost_from_the_price_table():
+    """Cost comes from the price table, halved for batches, matched by model prefix."""
     haiku = DEFAULT_PRICES["claude-haiku-4-5"]
     usage = Usage(1_000_000, 1_000_000, 1_000_000, 1_000_000)
     assert cost_usd(usage, haiku) == pytest.approx(1 + 5 + 1.25 + 0.1)
@@ -75,6 +78,7 @@ def test_cost_from_the_price_table():
 
 
 def test_ledger_totals_equal_the_emulators_usage(r, emulator, worker, enqueue):
+    """The ledger's totals equal the emulator's reported usage, by category, with savings."""
     emulator.configure(cache_min_tokens=50)  # so later turns of a thread read from the cache
     first = enqueue(make_email("<led-1@example.org>", SEED_FIRST))
     for i, text in enumerate(["My parcel never arrived.", "The app crashes at log in."]):
@@ -105,6 +109,7 @@ def test_ledger_totals_equal_the_emulators_usage(r, emulator, worker, enqueue):
 
 
 def test_stats_command_reports_the_run(r, state_url, broker_url, emulator, worker, enqueue):
+    """`triage stats` reports emails, outcomes, calls and cost; a bad --since is an error."""
     enqueue(make_email("<stats-1@example.org>", SEED_FIRST))
     enqueue(make_email("<stats-2@example.org>", "I was charged twice."))
     wait_for(lambda: outbox(r) and events(r), what="a question and a classification")
@@ -124,6 +129,7 @@ def test_stats_command_reports_the_run(r, state_url, broker_url, emulator, worke
 
 
 def test_long_thread_is_sent_pruned_but_stored_whole(r, emulator, worker_factory):
+    """A long thread is sent pruned to the history budget but stored whole."""
     worker = worker_factory(TRIAGE_HISTORY_TOKEN_BUDGET="700")
     enqueuer = Enqueuer(worker.settings(), r)
     root = "<long-0@example.org>"

@@ -7,8 +7,7 @@ import subprocess
 import sys
 import time
 
-from helpers import base_env, run_triage, wait_for
-from mail import make_email
+from helpers import base_env, make_email, run_triage, wait_for
 
 from common import keys
 from triage.localstack import free_port
@@ -30,6 +29,7 @@ def feed(r, enqueue) -> None:
 def test_thread_list_filters_by_status_and_category(
     r, state_url, broker_url, emulator, worker, enqueue
 ):
+    """`thread list` filters by status and category, limits, and prints JSON or a table."""
     feed(r, enqueue)
     env = base_env(state_url, broker_url, emulator.base_url)
     listed = run_triage("thread", "list", "--json", env=env)
@@ -55,6 +55,7 @@ def test_thread_list_filters_by_status_and_category(
 def test_events_tail_with_a_consumer_group_shares_and_resumes(
     r, state_url, broker_url, emulator, worker, enqueue
 ):
+    """`events tail --group` shares events between consumers and never delivers one twice."""
     env = base_env(state_url, broker_url, emulator.base_url)
     # The group does not exist yet, nor the stream: both are created, nothing is printed.
     first = run_triage("events", "tail", "--group", "ops", "--json", env=env)
@@ -84,6 +85,7 @@ def test_events_tail_with_a_consumer_group_shares_and_resumes(
 def test_events_tail_follow_prints_new_events_as_they_arrive(
     r, state_url, broker_url, emulator, worker, enqueue
 ):
+    """`events tail --follow` prints an event that arrives while it waits."""
     env = base_env(state_url, broker_url, emulator.base_url)
     follower = subprocess.Popen(
         [*TAIL, "--follow", "--group", "live", "--json", "--max-wait", "3"],
@@ -115,6 +117,7 @@ def doctor(env: dict[str, str]) -> tuple[int, dict]:
 
 
 def test_doctor_healthy(r, state_url, broker_url, emulator):
+    """`doctor` reports every check ok against a healthy setup."""
     env = base_env(state_url, broker_url, emulator.base_url)
     code, checks = doctor(env)
     assert code == 0 and checks["healthy"] is True, checks
@@ -129,6 +132,7 @@ def test_doctor_healthy(r, state_url, broker_url, emulator):
 
 
 def test_doctor_reports_backlog_as_warnings(r, state_url, broker_url, emulator):
+    """`doctor` warns about a stuck thread and dead letters, and still exits 0."""
     env = base_env(state_url, broker_url, emulator.base_url, TRIAGE_DRAIN_STALE_SECONDS="1")
     r.zadd(keys.PENDING, {"t-stuck": time.time() - 60})
     r.xadd(keys.DEAD_LETTERS, {"reason": "poison", "thread_id": "t-stuck", "payload": "{}"})
@@ -142,6 +146,7 @@ def test_doctor_reports_backlog_as_warnings(r, state_url, broker_url, emulator):
 
 
 def test_doctor_fails_when_redis_is_down(emulator):
+    """`doctor` fails when Redis is unreachable, and still runs the other checks."""
     down = f"redis://127.0.0.1:{free_port()}/0"
     env = base_env(down, down, emulator.base_url)
     code, checks = doctor(env)
@@ -153,6 +158,7 @@ def test_doctor_fails_when_redis_is_down(emulator):
 
 
 def test_doctor_fails_on_a_rejected_key(r, state_url, broker_url, emulator):
+    """`doctor` fails when the API rejects the key, without printing a key."""
     emulator.configure(api_key="the-right-key")
     env = base_env(state_url, broker_url, emulator.base_url)  # uses another key
     code, checks = doctor(env)

@@ -6,8 +6,7 @@ import urllib.request
 from collections import defaultdict
 
 import redis
-from helpers import base_env, settings_from_env, wait_for
-from mail import make_email
+from helpers import base_env, make_email, settings_from_env, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import keys
@@ -35,6 +34,7 @@ def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 
 def test_scraped_metrics_match_the_run(r, emulator, worker_factory):
+    """Scraped counters and gauges match the run's calls, tokens, outcomes and retries."""
     emulator.configure(faults=[{"kind": "overloaded", "times": 1, "match": "OVERLOAD-ME"}])
     port = free_port()
     handle = worker_factory(TRIAGE_METRICS_PORT=str(port), TRIAGE_API_MAX_RETRIES="0")

@@ -6,8 +6,7 @@ import json
 import signal
 import time
 
-from helpers import launch_worker, wait_for
-from mail import make_email
+from helpers import connections_to, launch_worker, make_email, wait_for, wait_settled
 
 from common import keys
 from producers.enqueue import Enqueuer
@@ -27,6 +26,7 @@ def classified_threads(r) -> list[str]:
 def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(
     r, emulator, worker_factory, tmp_path
 ):
+    """SIGTERM lets the calls in flight finish; the queued emails wait for the next worker."""
     emulator.configure(latency_ms=LATENCY_S * 1000)
     handle = worker_factory()
     enqueuer = Enqueuer(handle.settings(), r)
@@ -41,7 +41,8 @@ def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(
         return sum(flag.startswith(b"running:") for flag in flags)
 
     wait_for(lambda: running() == 8, 15, "eight calls in flight")
-    time.sleep(0.3)  # the requests are on the wire
+    pid, url = handle.process.pid, emulator.base_url
+    wait_for(lambda: connections_to(pid, url) >= 8, 10, "the eight requests on the wire")
     assert not classified_threads(r)
     stopped_at = time.monotonic()
     handle.process.popen.send_signal(signal.SIGTERM)
@@ -60,7 +61,7 @@ def test_sigterm_lets_in_flight_calls_finish_and_loses_nothing(
     restarted = launch_worker(handle.env, tmp_path / "restarted.log")
     try:
         wait_for(lambda: len(classified_threads(r)) >= EMAILS, 20, "the rest after a restart")
-        time.sleep(0.5)
+        wait_settled(r, thread_ids)
         done = classified_threads(r)
         assert sorted(done) == sorted(thread_ids)  # each exactly once
         assert len([q for q in emulator.requests if q["path"] == "/v1/messages"]) == EMAILS

@@ -14,14 +14,25 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import base_env, launch_worker, run_triage, settings_from_env, wait_for
-from mail import make_email
-from test_core_worker import api_requests, dead_letters
-from test_seed_conversation import events, user_texts
+from helpers import (
+    api_requests,
+    base_env,
+    connections_to,
+    dead_letters,
+    events,
+    launch_worker,
+    make_email,
+    run_triage,
+    settings_from_env,
+    user_texts,
+    wait_for,
+    wait_settled,
+)
 
 from common import keys
 from common.errors import RetryLater
 from producers.enqueue import Enqueuer
+from producers.submit import thread_id_for
 from triage.localstack import Process, free_port, redis_reachable, redis_server_binary
 from worker.decide.ratelimit import RateLimiter
 from worker.state.store import ThreadStore
@@ -61,6 +72,7 @@ def kill(process: Process) -> None:
 
 
 def test_limiter_waits_for_capacity_and_bounds_the_wait(r):
+    """The fleet limiter allows a one-second burst, then paces; past max_wait it raises."""
     limiter = RateLimiter(r, rpm=600, itpm=0, burst_seconds=1.0, max_wait=5)
     started = time.monotonic()
     waits = [limiter.acquire(100) for _ in range(15)]
@@ -76,6 +88,7 @@ def test_limiter_waits_for_capacity_and_bounds_the_wait(r):
 
 
 def test_token_bucket_counts_input_tokens(r):
+    """The input-token bucket admits up to its capacity, then refuses."""
     limiter = RateLimiter(r, rpm=0, itpm=60_000, burst_seconds=1.0, max_wait=0.05)
     assert limiter.acquire(900) == 0.0  # capacity is 1000 tokens
     with pytest.raises(RetryLater):
@@ -83,6 +96,7 @@ def test_token_bucket_counts_input_tokens(r):
 
 
 def test_flaky_api_still_applies_every_email_once(r, emulator, worker_factory):
+    """With random 429s, 529s, 500s and resets, every email is still applied once."""
     emulator.configure(
         retry_after_s=0.05,
         faults=[
@@ -96,7 +110,7 @@ def test_flaky_api_still_applies_every_email_once(r, emulator, worker_factory):
     enqueuer = Enqueuer(worker.settings(), r)
     thread_ids = [enqueuer.enqueue_bytes(customer_email(i, "flaky")).thread_id for i in range(30)]
     wait_for(lambda: len(events(r)) >= 30, 90, "30 classifications")
-    time.sleep(0.5)
+    wait_settled(r, thread_ids)
     assert_each_applied_once(r, thread_ids)
     assert dead_letters(r) == []
     faults = [q for q in emulator.requests if q.get("fault")]
@@ -107,6 +121,7 @@ def test_flaky_api_still_applies_every_email_once(r, emulator, worker_factory):
 
 
 def test_fleet_limiter_keeps_a_hard_rpm_limit(r, emulator, worker_factory):
+    """The fleet limiter keeps calls under the API's rpm: no 429, five a second."""
     emulator.configure(rpm=300)  # the server's own sliding window: 5 requests per second
     worker = worker_factory(TRIAGE_RATE_LIMIT_RPM="300", TRIAGE_API_MAX_RETRIES="0")
     enqueuer = Enqueuer(worker.settings(), r)
@@ -121,6 +136,7 @@ def test_fleet_limiter_keeps_a_hard_rpm_limit(r, emulator, worker_factory):
 
 
 def test_same_email_from_two_producers_at_once_is_enqueued_once(r, emulator, worker):
+    """The same emails from two producers at once are enqueued and decided once each."""
     settings = worker.settings()
     raws = [customer_email(i, "twice") for i in range(20)]
     results: list[Any] = []
@@ -136,11 +152,12 @@ def test_same_email_from_two_producers_at_once_is_enqueued_once(r, emulator, wor
         thread.join()
     assert sorted(results) == ["duplicate"] * 20 + ["enqueued"] * 20
     wait_for(lambda: len(events(r)) >= 20, 30, "20 classifications")
-    time.sleep(0.5)
+    wait_settled(r, [thread_id_for(f"<twice-{i}@example.org>") for i in range(20)])
     assert len(events(r)) == 20 and len(api_requests(emulator)) == 20
 
 
 def test_fifty_emails_of_one_thread_with_two_workers(r, emulator, worker_factory):
+    """Fifty emails of one thread on two workers are each applied once, turns alternating."""
     emulator.configure(latency_ms=100)
     first = worker_factory()
     worker_factory()
@@ -165,6 +182,7 @@ def test_fifty_emails_of_one_thread_with_two_workers(r, emulator, worker_factory
 
 
 def test_sigkill_with_calls_in_flight_then_restart_completes_quickly(r, emulator, worker_factory):
+    """After kill -9 mid-call, a new worker finishes in seconds, each email once."""
     emulator.configure(latency_ms=4000)
     env = {**FAST_RECOVERY}
     worker = worker_factory(**env)
@@ -187,11 +205,12 @@ def test_sigkill_with_calls_in_flight_then_restart_completes_quickly(r, emulator
     worker_factory(**env)
     wait_for(lambda: len(events(r)) >= 12, 60, "the interrupted work to complete")
     assert time.monotonic() - restarted < 30  # the sweeper, not the 1 h visibility timeout
-    time.sleep(1)
+    wait_settled(r, thread_ids)
     assert_each_applied_once(r, thread_ids)
 
 
 def test_poison_email_is_dead_lettered_then_replayed(r, emulator, worker_factory, state_url):
+    """An email that kills its worker twice is dead-lettered as poison, then replayed."""
     emulator.configure(latency_ms=5000)
     env = {**FAST_RECOVERY, "TRIAGE_POISON_MAX_ATTEMPTS": "2"}
     worker = worker_factory(**env)
@@ -226,6 +245,7 @@ def test_poison_email_is_dead_lettered_then_replayed(r, emulator, worker_factory
 
 
 def test_permanent_error_replayed_after_the_fix_is_applied_once(r, emulator, worker_factory):
+    """A dead letter replayed twice after the fix is applied once."""
     broken = worker_factory(TRIAGE_MODEL="claude-no-such-model")
     enqueuer = Enqueuer(broken.settings(), r)
     thread_id = enqueuer.enqueue_bytes(customer_email(1, "perm")).thread_id
@@ -240,7 +260,7 @@ def test_permanent_error_replayed_after_the_fix_is_applied_once(r, emulator, wor
     assert replayer.replay(letter).outcome == "replayed"
     assert replayer.replay(letter).outcome == "replayed"  # twice: still applied once
     wait_for(lambda: events(r), 30, "the classification")
-    time.sleep(1)
+    wait_settled(r, [thread_id])
     assert_each_applied_once(r, [thread_id])
     assert DeadLetterStream(r).size() == 0
 
@@ -266,6 +286,7 @@ def own_redis(tmp_path: Path):
 
 
 def test_redis_restart_during_a_run_loses_nothing(emulator, own_redis, tmp_path, state_url):
+    """Redis killed and restarted with calls in flight: every email is still applied once."""
     port, start, holder = own_redis
     url = f"redis://127.0.0.1:{port}/0"
     emulator.configure(latency_ms=1500)
@@ -276,20 +297,23 @@ def test_redis_restart_during_a_run_loses_nothing(emulator, own_redis, tmp_path,
         client = redis.Redis.from_url(url)
         enqueuer = Enqueuer(settings_from_env(env), client)
         thread_ids = [enqueuer.enqueue_bytes(customer_email(i, "rr")).thread_id for i in range(10)]
-        time.sleep(0.7)  # calls in flight
+        pid = worker.process.pid  # 8 threads: 8 of the 10 calls in flight
+        wait_for(lambda: connections_to(pid, emulator.base_url) >= 8, 10, "calls in flight")
         holder["p"].send_signal(signal.SIGKILL)
         holder["p"].wait(5)
-        time.sleep(0.5)
+        time.sleep(0.5)  # not a wait: Redis stays down for a moment, the outage under test
         start()
         emulator.configure(latency_ms=0)
         wait_for(lambda: len(events(client)) >= 10, 90, "all ten after the restart")
-        time.sleep(1)
+        wait_settled(client, thread_ids)
         assert_each_applied_once(client, thread_ids)
+        client.close()
     finally:
         worker.process.stop()
 
 
 def test_transient_retries_are_not_mistaken_for_poison(r, emulator, worker_factory):
+    """Four 529s in a row are retried as transient, not dead-lettered as poison."""
     emulator.configure(faults=[{"kind": "overloaded", "match": "case flap-0", "times": 4}])
     worker = worker_factory(
         TRIAGE_TASK_MAX_ATTEMPTS="10", TRIAGE_POISON_MAX_ATTEMPTS="2", TRIAGE_API_MAX_RETRIES="0"

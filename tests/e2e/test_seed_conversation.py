@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import json
 from email import message_from_string, policy
-from typing import Any
 
-from helpers import wait_for
-from mail import SEED_FIRST, SEED_REPLY, make_email
+from helpers import SEED_FIRST, SEED_REPLY, events, make_email, outbox, user_texts, wait_for
 
-from common import keys
 from producers.submit import thread_id_for
 from worker.state.store import ThreadStore
 
 
-def events(r: Any, types: tuple[str, ...] = ("classified", "escalated")) -> list[dict[str, Any]]:
-    """Decision events of the given types (clarification events are left out by default)."""
-    found = [json.loads(f[b"payload"]) for _, f in r.xrange(keys.EVENTS)]
-    return [event for event in found if event["type"] in types]
-
-
-def outbox(r: Any) -> list[dict[str, str]]:
-    return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(keys.OUTBOX)]
-
-
-def user_texts(turn: dict[str, Any]) -> str:
-    content = turn["content"]
-    return content if isinstance(content, str) else " ".join(b["text"] for b in content)
-
-
 def test_seed_conversation_clarifies_then_classifies_billing(r, emulator, worker, enqueue):
+    """The seed conversation: a vague email gets one question; the answer is BILLING."""
     first = enqueue(make_email("<seed-1@example.org>", SEED_FIRST))
     assert first.status == "enqueued"
     thread_id = first.thread_id
@@ -96,6 +79,7 @@ def test_seed_conversation_clarifies_then_classifies_billing(r, emulator, worker
 
 
 def test_claude_call_log_carries_token_counts(r, emulator, worker, enqueue):
+    """The claude.call log line carries the API's token counts, never the body or the key."""
     first = enqueue(make_email("<log-1@example.org>", "I was charged twice, please refund me."))
     wait_for(lambda: events(r), what="the classification event")
     calls = wait_for(

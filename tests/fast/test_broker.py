@@ -29,6 +29,7 @@ def delivered(broker_url: str, transport: str | None, queue: str) -> tuple[list[
 
 
 def test_delivery_and_ack_bookkeeping_match_stock_kombu(broker_url):
+    """Our transport stores and clears the unacked entry exactly as stock kombu does."""
     client = redis.Redis.from_url(broker_url)
     queue = f"q-{uuid.uuid4().hex}"
     ours, (conn, simple, message) = delivered(broker_url, TRANSPORT, queue)
@@ -46,6 +47,7 @@ def test_delivery_and_ack_bookkeeping_match_stock_kombu(broker_url):
 
 
 def test_an_unacked_message_is_restored_by_kombu(broker_url):
+    """An unacked message from our transport is put back on its queue by kombu's restore."""
     client = redis.Redis.from_url(broker_url)
     queue = f"q-{uuid.uuid4().hex}"
     _, (conn, simple, message) = delivered(broker_url, TRANSPORT, queue)
@@ -61,6 +63,7 @@ def test_an_unacked_message_is_restored_by_kombu(broker_url):
 
 
 def test_only_plain_redis_urls_use_our_transport():
+    """Only redis:// URLs get our transport; rediss:// and sentinel:// keep kombu's own."""
     assert transport_for("redis://localhost:6379/0") == TRANSPORT
     assert transport_for("rediss://localhost:6380/0") is None
     assert transport_for("sentinel://localhost:26379") is None

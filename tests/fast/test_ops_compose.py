@@ -59,6 +59,7 @@ def compose() -> dict:
 
 
 def test_compose_file_is_production_shaped():
+    """Compose runs Redis with noeviction and AOF, Flower, a stop grace, an offline emulator."""
     services = compose()["services"]
     redis_command = " ".join(services["redis"]["command"])
     assert "--maxmemory-policy noeviction" in redis_command
@@ -71,6 +72,7 @@ def test_compose_file_is_production_shaped():
 
 
 def test_every_triage_command_in_compose_exists():
+    """Every `triage` command in compose and its header examples exists with those options."""
     commands: list[list[str]] = []
     for service in compose()["services"].values():
         command = service.get("command")
@@ -89,6 +91,7 @@ def test_every_triage_command_in_compose_exists():
 
 
 def test_every_variable_in_compose_and_env_example_is_a_setting():
+    """Every TRIAGE_/ANTHROPIC_ variable in compose and .env.example is a known setting."""
     known = known_variables()
     referenced: set[str] = set()
     for service in compose()["services"].values():
@@ -109,6 +112,7 @@ def test_every_variable_in_compose_and_env_example_is_a_setting():
 
 
 def test_the_checker_catches_mistakes():
+    """The checkers reject an unknown command, an unknown option and an unknown variable."""
     check_triage_command(["triage", "events", "tail", "--follow"])
     for bad in (["triage", "nosuch"], ["triage", "events", "tail", "--nosuch"]):
         try:

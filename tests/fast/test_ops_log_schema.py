@@ -1,5 +1,5 @@
-"""The log-event table of docs/operations.md and the code stay in step: every event the code emits is
-documented, and every documented event is emitted somewhere."""
+"""The log-event table of docs/operations.md and the code stay in step: every event the code
+emits is documented, and every documented event is emitted somewhere."""
 
 from __future__ import annotations
 
@@ -57,11 +57,13 @@ def documented_events() -> set[str]:
 
 
 def test_every_emitted_event_is_documented_and_every_documented_event_is_emitted() -> None:
-    """Every event the code logs is in the README table, and every documented one is logged."""
+    """Every event the code logs is in the docs' Logs table, and every documented one is logged."""
     emitted = emitted_events()
     documented = documented_events()
     undocumented = {name: emitted[name] for name in sorted(set(emitted) - documented)}
-    assert not undocumented, f"events missing from the Logs table of docs/operations.md: {undocumented}"
+    assert not undocumented, (
+        f"events missing from the Logs table of docs/operations.md: {undocumented}"
+    )
     stale = sorted(documented - set(emitted))
     assert not stale, f"docs/operations.md documents events the code never emits: {stale}"
 

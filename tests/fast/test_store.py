@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from common import keys
-from worker.state.ledger import Charge
 from common.contract import ReplyTask
 from common.deadletters import DeadLetterEntry
 from worker.events import Classified, TokenUsage
 from worker.state.commit import Commit
+from worker.state.ledger import Charge
 from worker.state.store import ThreadStore
 from worker.state.usage import Usage
 
@@ -46,6 +46,7 @@ def push(r, thread_id: str, message_id: str) -> None:
 
 
 def test_commit_appends_consumes_and_releases(r):
+    """A commit appends turns, consumes the inbox, writes meta and the event, clears the flag."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     snap = store.snapshot("t1")
@@ -71,6 +72,7 @@ def test_commit_appends_consumes_and_releases(r):
 
 
 def test_stale_commit_is_rejected_and_changes_nothing(r):
+    """A commit against an old version is rejected as stale and changes nothing."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     assert store.commit("t1", Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])).ok
@@ -81,6 +83,7 @@ def test_stale_commit_is_rejected_and_changes_nothing(r):
 
 
 def test_an_applied_email_cannot_be_applied_again(r):
+    """An applied email shows as applied in the inbox, and committing it again is a duplicate."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     assert store.commit("t1", Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])).ok
@@ -92,6 +95,7 @@ def test_an_applied_email_cannot_be_applied_again(r):
 
 
 def test_flag_stays_while_more_email_waits(r):
+    """The scheduled flag stays while email waits; release clears it once the inbox is empty."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     push(r, "t1", "<b>")
@@ -103,6 +107,7 @@ def test_flag_stays_while_more_email_waits(r):
 
 
 def test_dead_letters_and_pending_reply_are_part_of_the_commit(r):
+    """The pending reply, its Message-ID index and dead letters are written by the commit."""
     store = ThreadStore(r, 3600, 1000)
     reply = ReplyTask(
         reply_id="t1.1",
@@ -130,6 +135,7 @@ def test_dead_letters_and_pending_reply_are_part_of_the_commit(r):
 
 
 def test_begin_drain_marks_the_thread_running_counts_the_attempt_and_reads_it(r):
+    """begin_drain marks the thread running and counts attempts, but not when idle."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     first = store.begin_drain("t1", 120)
@@ -143,6 +149,7 @@ def test_begin_drain_marks_the_thread_running_counts_the_attempt_and_reads_it(r)
 
 
 def test_plain_snapshot_leaves_the_flag_and_refresh_sets_it(r):
+    """A plain snapshot leaves the queued flag; one that refreshes it marks the thread running."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     store.snapshot("t1")
@@ -152,6 +159,7 @@ def test_plain_snapshot_leaves_the_flag_and_refresh_sets_it(r):
 
 
 def test_charges_reach_the_ledger_even_when_the_commit_is_stale(r):
+    """Charges reach the daily and thread ledgers even when the commit is stale."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     charge = Charge("2026-11-24", "m", "BILLING", {"input_tokens": 5, "calls": 1, "cost": 0})
@@ -166,6 +174,7 @@ def test_charges_reach_the_ledger_even_when_the_commit_is_stale(r):
 
 
 def test_created_at_is_set_once_and_awaiting_index_follows_the_status(r):
+    """created_at is set once; a thread is in the awaiting index only while awaiting."""
     store = ThreadStore(r, 3600, 1000)
     push(r, "t1", "<a>")
     ask = Commit(0, 1, email_ids=["<a>"], turns=[USER, ASSISTANT])
@@ -182,6 +191,7 @@ def test_created_at_is_set_once_and_awaiting_index_follows_the_status(r):
 
 
 def test_a_flooded_inbox_is_read_and_committed_in_one_go(r):
+    """A 9000-email inbox is read, applied ones marked, and committed in one go."""
     store = ThreadStore(r, 3600, 1000)
     ids = [f"<m{i}>" for i in range(9000)]
     r.rpush(keys.thread_inbox("t1"), *[json.dumps({"message_id": i}) for i in ids])

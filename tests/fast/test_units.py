@@ -8,7 +8,7 @@ import smtplib
 
 import pytest
 import structlog
-from mail import SEED_FIRST, make_email
+from helpers import SEED_FIRST, make_email
 
 from common.contract import EmailPayload
 from common.errors import (
@@ -28,7 +28,6 @@ from worker.decide.drain import no_question_reason
 from worker.decide.prompt import build_request, decision_schema
 from worker.recovery.backoff import compute_backoff
 from worker.reply.headers import references_chain, reply_message_id, reply_subject
-from worker.reply.send_guard import SAFE_QUESTION, check_question
 from worker.reply.transports import translate_smtp
 from worker.tasks import thread_id_from
 
@@ -52,16 +51,19 @@ def email(message_id: str, text: str, subject: str = "") -> EmailPayload:
     ],
 )
 def test_reply_subject_never_piles_up(subject, expected):
+    """A reply's subject gets one "Re: ", whatever prefixes the original had."""
     assert reply_subject(subject) == expected
 
 
 def test_reply_message_id_is_deterministic_and_in_our_domain():
+    """A reply's Message-ID depends only on thread and turn, in the support domain."""
     first = reply_message_id("t1", 3, "Support <help@acme.test>")
     assert first == reply_message_id("t1", 3, "Support <help@acme.test>")
     assert first.endswith("@acme.test>") and first != reply_message_id("t1", 4, "help@acme.test")
 
 
 def test_references_chain_dedupes_and_bounds():
+    """References are deduplicated in order and bounded to 20, keeping root and newest."""
     chain = references_chain(["<a>", "<b>"], ["<b>", "<c>"])
     assert chain == ["<a>", "<b>", "<c>"]
     long = references_chain([f"<{i}>" for i in range(50)], ["<new>"])
@@ -69,6 +71,7 @@ def test_references_chain_dedupes_and_bounds():
 
 
 def test_user_turn_merges_emails_in_order_and_bounds_size():
+    """A user turn has one text block per email, in order, each cut to max_chars."""
     turn = user_turn([email("<1>", "first", "Subj"), email("<2>", "x" * 500)], max_chars=300)
     assert turn["role"] == "user"
     first, second = (block["text"] for block in turn["content"])
@@ -77,6 +80,7 @@ def test_user_turn_merges_emails_in_order_and_bounds_size():
 
 
 def test_bound_text_keeps_short_text():
+    """Text under the bound is returned unchanged."""
     assert bound_text("short", 10) == "short"
 
 
@@ -85,11 +89,13 @@ def test_bound_text_keeps_short_text():
     [["assistant"], ["user", "user"], ["user", "assistant", "assistant"]],
 )
 def test_alternation_check_rejects_broken_arrays(roles):
+    """A turn array that does not alternate from a user turn is a corrupt thread."""
     with pytest.raises(CorruptThread, match="turn"):
         check_alternation([{"role": role, "content": "x"} for role in roles])
 
 
 def test_schema_restricts_labels_and_actions():
+    """The decision schema lists the categories, and offers clarify only while allowed."""
     schema = decision_schema(LABELS, may_clarify=True)
     assert schema["properties"]["category"]["enum"] == LABELS
     assert schema["properties"]["action"]["enum"] == ["clarify", "classify"]
@@ -99,6 +105,7 @@ def test_schema_restricts_labels_and_actions():
 
 
 def test_request_puts_system_top_level_and_caches_by_default():
+    """The request has a top-level system prompt, no sampling, and caching unless off."""
     settings = Settings(_env_file=None)
     messages = [{"role": "user", "content": [{"type": "text", "text": SEED_FIRST}]}]
     request = build_request(settings, "Sys {categories}", messages, True, 256)
@@ -116,6 +123,7 @@ def decision(**fields):
 
 
 def test_parse_decision_accepts_and_normalises():
+    """A valid decision is parsed, its confidence clamped and its question trimmed."""
     parsed = parse_decision(decision(confidence=7), LABELS, True)
     assert parsed.category == "BILLING" and parsed.confidence == 1.0
     clarify = parse_decision(decision(action="clarify", question=" What broke?\n"), LABELS, True)
@@ -132,6 +140,7 @@ def test_parse_decision_accepts_and_normalises():
     ],
 )
 def test_parse_decision_rejects(text, may_clarify, message):
+    """Bad JSON, an unknown label, or a forbidden or empty question is an invalid decision."""
     with pytest.raises(InvalidDecision, match=message):
         parse_decision(text, LABELS, may_clarify)
 
@@ -165,11 +174,13 @@ def test_backoff_honours_retry_after_beyond_the_cap():
     [((), {}), ((1,), {}), (("a", "b"), {}), (("bad id!",), {}), ((), {"other": "x"})],
 )
 def test_drain_task_arguments_are_checked(args, kwargs):
+    """Drain task arguments other than one valid thread id are an invalid payload."""
     with pytest.raises(InvalidPayload):
         thread_id_from(args, kwargs)
 
 
 def test_drain_task_argument_ok():
+    """A thread id is accepted positionally or as the thread_id keyword."""
     assert thread_id_from(("t0123",), {}) == "t0123"
     assert thread_id_from((), {"thread_id": "t9"}) == "t9"
 
@@ -187,6 +198,7 @@ def test_drain_task_argument_ok():
     ],
 )
 def test_bad_setting_names_the_variable(monkeypatch, env, message):
+    """A bad setting fails with a config error that names its variable."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
@@ -194,6 +206,7 @@ def test_bad_setting_names_the_variable(monkeypatch, env, message):
 
 
 def test_categories_from_names_or_json(monkeypatch):
+    """Categories come from a comma-separated list of names or a JSON list."""
     monkeypatch.setenv("TRIAGE_CATEGORIES", "refunds, Other")
     assert load_settings(_env_file=None).category_names == ["REFUNDS", "OTHER"]
     monkeypatch.setenv("TRIAGE_CATEGORIES", '[{"name": "sales", "description": "buying"}]')
@@ -201,12 +214,14 @@ def test_categories_from_names_or_json(monkeypatch):
 
 
 def test_api_key_is_secret(monkeypatch):
+    """The API key never appears in the settings' repr or str."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-very-secret")
     settings = load_settings(_env_file=None)
     assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in str(settings)
 
 
 def test_parse_email_prefers_plain_and_strips_quotes():
+    """Parsing strips the quoted reply, decodes the subject and reads threading headers."""
     raw = make_email(
         "<p1@example.org>",
         "Thanks!\n\nOn Mon, 1 Jan 2026, Support wrote:\n> old question\n",
@@ -222,6 +237,7 @@ def test_parse_email_prefers_plain_and_strips_quotes():
 
 
 def test_parse_email_html_only_and_missing_message_id():
+    """HTML-only mail becomes its text; a missing Message-ID gets a stable synthetic one."""
     raw = make_email(None, "<p>Hello <b>there</b></p><script>x()</script>", html=True)
     parsed = parse_email(raw)
     assert parsed.text == "Hello there"
@@ -230,6 +246,7 @@ def test_parse_email_html_only_and_missing_message_id():
 
 
 def test_parse_email_survives_a_wrong_charset():
+    """A body in an unknown charset is still decoded."""
     raw = (
         b"From: a@example.org\r\nSubject: x\r\nMessage-ID: <c1@x>\r\n"
         b"Content-Type: text/plain; charset=no-such-charset\r\n\r\ncaf\xe9 invoice\r\n"
@@ -242,43 +259,15 @@ def test_parse_email_survives_a_wrong_charset():
     [(b"", "empty"), (b"Subject: hi\r\n\r\nbody\r\n", "no_sender")],
 )
 def test_parse_email_rejects(raw, reason):
+    """An empty email, or one without a sender, is rejected with its reason."""
     with pytest.raises(EmailParseError) as info:
         parse_email(raw)
     assert info.value.reason == reason
 
 
 def test_strip_quoted_keeps_text_before_signature():
+    """Quoted lines and the signature are removed, the rest kept."""
     assert strip_quoted("Hello\n> quoted\nmore\n-- \nSig") == "Hello\nmore"
-
-
-@pytest.mark.parametrize(
-    ("question", "customer", "replaced", "reason"),
-    [
-        ("Which order number is it?", "hi", False, None),
-        ("Visit https://evil.example/pay to confirm?", "hi", True, "foreign_link_or_address"),
-        ("Is it www.evil.example?", "hi", True, "foreign_link_or_address"),
-        ("Is it evil.example/login?", "hi", True, "foreign_link_or_address"),
-        ("Should we write to bob@evil.test?", "hi", True, "foreign_link_or_address"),
-        ("Is your account dana@example.org?", "I am dana@example.org", False, None),
-        ("Is it on shop.example.org/cart?", "see shop.example.org/cart", False, None),
-        ("Did version 2.3 break it?", "hi", False, None),
-        ("Click <a href='x'>here</a>?", "hi", True, "markup"),
-        ("Click [here](x)?", "hi", True, "markup"),
-        ("x" * 501, "hi", True, "too_long"),
-        (" \n\t ", "hi", True, "empty"),
-    ],
-)
-def test_question_relay_guard(question, customer, replaced, reason):
-    checked = check_question(question, customer, 500)
-    assert (checked.replaced, checked.reason) == (replaced, reason)
-    if replaced:
-        assert checked.text == SAFE_QUESTION
-    assert "\n" not in checked.text
-
-
-def test_question_is_flattened_to_one_plain_paragraph():
-    checked = check_question("Which\n\norder\u200b number?\x07", "", 500)
-    assert checked.text == "Which order number?" and not checked.replaced
 
 
 @pytest.mark.parametrize(
@@ -294,11 +283,13 @@ def test_question_is_flattened_to_one_plain_paragraph():
     ],
 )
 def test_smtp_errors_are_translated(error, kind, reason):
+    """SMTP errors become retry-later (4xx, connection) or permanent (5xx, auth)."""
     translated = translate_smtp(error)
     assert isinstance(translated, kind) and translated.reason == reason
 
 
 def test_no_question_to_robots_or_past_the_limit():
+    """No question is asked of bulk or no-reply senders, or past the clarification limit."""
     settings = Settings(_env_file=None, max_clarifications=1)
     robot = EmailPayload(
         message_id="<r>", thread_id="t", from_addr="x@y", text="t", flags=["bulk", "no_reply"]
@@ -309,6 +300,7 @@ def test_no_question_to_robots_or_past_the_limit():
 
 
 def test_task_context_never_leaks_between_tasks():
+    """A task's log context starts empty and is cleared when the task ends."""
     structlog.contextvars.bind_contextvars(stale="from an earlier task")
     with task_context(task_id="t-1"):
         structlog.contextvars.bind_contextvars(thread_id="th-1")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,17 @@ import httpx2
 import jsonschema
 import pytest
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
-from emu_helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, assistant, structured, user
+from helpers import (
+    MODEL,
+    TURN1,
+    TURN2,
+    WORKER_SCHEMA,
+    assistant,
+    emulator_url,
+    structured,
+    user,
+    wait_for,
+)
 
 from emulator.brain import CLARIFY_QUESTION
 from emulator.config import FaultRule
@@ -46,13 +54,12 @@ def _seed_requests() -> list[dict[str, Any]]:
 
 
 def _wait_ended(client: anthropic.Anthropic, batch_id: str, timeout_s: float = 5.0) -> MessageBatch:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def ended() -> MessageBatch | None:
         batch = client.messages.batches.retrieve(batch_id)
-        if batch.processing_status == "ended":
-            return batch
-        assert time.monotonic() < deadline, f"batch still {batch.processing_status}"
-        time.sleep(0.05)
+        return batch if batch.processing_status == "ended" else None
+
+    batch: MessageBatch = wait_for(ended, timeout_s, f"batch {batch_id} to end")
+    return batch
 
 
 def _results(client: anthropic.Anthropic, batch_id: str) -> dict[str, Any]:
@@ -78,6 +85,7 @@ def _decision(result: Any) -> dict[str, Any]:
 def test_lifecycle_and_seed_conversation(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """A batch is in progress, then ends after its delay with the seed conversation's answers."""
     emulator.configure(batch_delay_s=DELAY_S)
     created = client.messages.batches.create(requests=_seed_requests())  # type: ignore[arg-type]
     assert created.id.startswith("msgbatch_")
@@ -117,12 +125,14 @@ def test_lifecycle_and_seed_conversation(
 
 
 def test_zero_delay_ends_at_once(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """With no batch delay, a batch has ended when create returns."""
     emulator.configure(batch_delay_s=0)
     batch = client.messages.batches.create(requests=_seed_requests())  # type: ignore[arg-type]
     assert batch.processing_status == "ended" and batch.request_counts.succeeded == 2
 
 
 def test_results_wire_format(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """Results are served as JSONL, one line per request, in request order."""
     emulator.configure(batch_delay_s=0)
     batch = client.messages.batches.create(requests=_seed_requests())  # type: ignore[arg-type]
     assert batch.results_url is not None
@@ -139,6 +149,7 @@ def test_results_wire_format(client: anthropic.Anthropic, emulator: EmulatorThre
 def test_invalid_params_become_errored_results(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """A request with invalid params becomes an errored result; the others succeed."""
     emulator.configure(batch_delay_s=0)
     requests = [
         {"custom_id": "ok", "params": _params(user(TURN2))},
@@ -177,6 +188,7 @@ def test_invalid_params_become_errored_results(
 def test_invalid_batches_are_rejected(
     client: anthropic.Anthropic, emulator: EmulatorThread, requests: list[Any], needle: str
 ) -> None:
+    """An empty batch, a bad or duplicate custom_id, or missing params rejects the batch."""
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.batches.create(requests=requests)
     assert caught.value.type == "invalid_request_error"
@@ -185,6 +197,7 @@ def test_invalid_batches_are_rejected(
 
 
 def test_missing_requests_and_limits(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """A batch without requests, or over the count or byte limit, is rejected (400, 413)."""
     with pytest.raises(anthropic.BadRequestError, match="requests: Field required"):
         client.post("/v1/messages/batches", body={}, cast_to=MessageBatch)
     emulator.configure(batch_max_requests=2)
@@ -201,6 +214,7 @@ def test_missing_requests_and_limits(client: anthropic.Anthropic, emulator: Emul
 
 
 def test_faults_by_match(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """Matching fault rules make batch requests expire, error or be overloaded."""
     emulator.configure(
         batch_delay_s=0,
         faults=[
@@ -230,6 +244,7 @@ def test_faults_by_match(client: anthropic.Anthropic, emulator: EmulatorThread) 
 def test_expired_rule_does_not_touch_messages(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """The expired fault is for batches only: a Messages call still succeeds."""
     emulator.configure(faults=[FaultRule(kind="expired")])
     message = client.messages.create(
         model=MODEL,
@@ -242,6 +257,7 @@ def test_expired_rule_does_not_touch_messages(
 def test_content_faults_apply_to_batch_messages(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """Refusal and max_tokens faults show in batch results as the stop reason."""
     emulator.configure(
         batch_delay_s=0,
         faults=[
@@ -261,6 +277,7 @@ def test_content_faults_apply_to_batch_messages(
 
 
 def test_cancel(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """Cancel cancels every request; a batch cannot be deleted before nor canceled after it ends."""
     emulator.configure(batch_delay_s=60)
     batch = client.messages.batches.create(requests=_seed_requests())  # type: ignore[arg-type]
     with pytest.raises(anthropic.BadRequestError, match="cannot be deleted"):
@@ -277,6 +294,7 @@ def test_cancel(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
 
 
 def test_list_pagination(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """Batches list newest first, page by after_id/before_id, and reject a bad limit or id."""
     emulator.configure(batch_delay_s=0)
     ids = [
         client.messages.batches.create(requests=_seed_requests()[:1]).id  # type: ignore[arg-type]
@@ -307,6 +325,7 @@ def test_list_pagination(client: anthropic.Anthropic, emulator: EmulatorThread) 
 
 
 def test_delete_and_not_found(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """A deleted batch is gone, and every batch endpoint answers 404 for an unknown one."""
     emulator.configure(batch_delay_s=0)
     batch = client.messages.batches.create(requests=_seed_requests())  # type: ignore[arg-type]
     deleted = client.messages.batches.delete(batch.id)
@@ -326,6 +345,7 @@ def test_delete_and_not_found(client: anthropic.Anthropic, emulator: EmulatorThr
 
 
 def test_results_before_end_is_400(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """Asking for results before the batch has ended is a 400."""
     emulator.configure(batch_delay_s=60)
     batch = client.messages.batches.create(requests=_seed_requests())  # type: ignore[arg-type]
     with pytest.raises(anthropic.BadRequestError, match="not finished processing"):
@@ -335,6 +355,7 @@ def test_results_before_end_is_400(client: anthropic.Anthropic, emulator: Emulat
 def test_reset_forgets_batches_and_store_is_bounded(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """Only the newest max_batches batches are kept, and reset forgets them all."""
     emulator.configure(batch_delay_s=0, max_batches=2)
     ids = [
         client.messages.batches.create(requests=_seed_requests()[:1]).id  # type: ignore[arg-type]
@@ -348,6 +369,7 @@ def test_reset_forgets_batches_and_store_is_bounded(
 
 
 def test_batch_endpoints_require_a_key(emulator: EmulatorThread) -> None:
+    """The batch endpoints answer 401 without an API key."""
     response = httpx2.get(
         f"{emulator.base_url}/v1/messages/batches", headers={"anthropic-version": "2023-06-01"}
     )
@@ -356,19 +378,14 @@ def test_batch_endpoints_require_a_key(emulator: EmulatorThread) -> None:
 
 
 def test_cli_batch_delay_option(tmp_path: Path) -> None:
+    """The emulator command reads the batch delay from its environment, faults from options."""
     out = tmp_path / "stdout.log"
     env = {**os.environ, "EMULATOR_BATCH_DELAY_S": "0.5"}
     command = [sys.executable, "-m", "emulator", "--port", "0", "--fault", "expired:0.5"]
     with out.open("wb") as sink:
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 20
-        match = None
-        while match is None:
-            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
-            time.sleep(0.05)
-            match = re.search(r"listening on (http://\S+)", out.read_text())
-        config = httpx2.get(f"{match.group(1)}/_emulator/config").json()
+        config = httpx2.get(f"{emulator_url(proc, out)}/_emulator/config").json()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

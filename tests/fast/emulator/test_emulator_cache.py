@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-from emu_helpers import MODEL, TURN1, TURN2, assistant, structured, user
+from helpers import MODEL, TURN1, TURN2, assistant, structured, user
 
 from emulator.brain import CLARIFY_QUESTION
 from emulator.server import EmulatorThread
@@ -28,6 +28,7 @@ def _total(usage: Any) -> int:
 
 
 def test_no_cache_control_means_zero_cache_tokens(client: anthropic.Anthropic) -> None:
+    """Without cache_control, no tokens are ever written to or read from the cache."""
     for _ in range(2):
         usage = _call(client, [user(TURN1)], system=LONG_SYSTEM)
         assert usage.cache_creation_input_tokens == 0
@@ -35,6 +36,7 @@ def test_no_cache_control_means_zero_cache_tokens(client: anthropic.Anthropic) -
 
 
 def test_short_prefix_is_not_cached(client: anthropic.Anthropic) -> None:
+    """A prefix under the minimum cacheable length is not cached."""
     for _ in range(2):
         usage = _call(client, [user(TURN1)], cache_control=EPHEMERAL)
         assert usage.cache_creation_input_tokens == 0
@@ -42,6 +44,7 @@ def test_short_prefix_is_not_cached(client: anthropic.Anthropic) -> None:
 
 
 def test_top_level_cache_control_grows_the_cached_prefix(client: anthropic.Anthropic) -> None:
+    """Top-level cache_control caches the prefix; each later turn reads it and caches more."""
     turn1 = [user(TURN1)]
     first = _call(client, turn1, system=LONG_SYSTEM, cache_control=EPHEMERAL)
     assert first.cache_read_input_tokens == 0
@@ -63,6 +66,7 @@ def test_top_level_cache_control_grows_the_cached_prefix(client: anthropic.Anthr
 def test_cache_min_tokens_is_configurable(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """A lower cache_min_tokens lets a short prefix be cached and read back."""
     emulator.configure(cache_min_tokens=10)
     first = _call(client, [user(TURN1)], cache_control=EPHEMERAL)
     assert first.cache_creation_input_tokens > 0
@@ -73,6 +77,7 @@ def test_cache_min_tokens_is_configurable(
 
 
 def test_block_level_breakpoint_on_system(client: anthropic.Anthropic) -> None:
+    """A breakpoint on the system block caches it for any conversation after it."""
     system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}]
     first = _call(client, [user(TURN1)], system=system)
     assert first.cache_creation_input_tokens >= 1024
@@ -82,6 +87,7 @@ def test_block_level_breakpoint_on_system(client: anthropic.Anthropic) -> None:
 
 
 def test_one_hour_ttl_is_reported_separately(client: anthropic.Anthropic) -> None:
+    """A 1h cache write is counted under ephemeral_1h, not ephemeral_5m."""
     usage = _call(
         client, [user(TURN1)], system=LONG_SYSTEM, cache_control={"type": "ephemeral", "ttl": "1h"}
     )
@@ -90,6 +96,7 @@ def test_one_hour_ttl_is_reported_separately(client: anthropic.Anthropic) -> Non
 
 
 def test_count_tokens_equals_total_with_caching(client: anthropic.Anthropic) -> None:
+    """count_tokens equals the call's input plus cache-created plus cache-read tokens."""
     messages = [user(TURN1), assistant(CLARIFY_QUESTION), user(TURN2)]
     counted = client.messages.count_tokens(
         model=MODEL,
@@ -103,6 +110,7 @@ def test_count_tokens_equals_total_with_caching(client: anthropic.Anthropic) -> 
 
 
 def test_entries_expire() -> None:
+    """A cache entry lives while it is read within its TTL and expires once idle past it."""
     now = [0.0]
     cache = PromptCache(clock=lambda: now[0])
     body = {"model": MODEL, "messages": [user("x" * 8000)], "cache_control": EPHEMERAL}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import anthropic
 import httpx2
 import pytest
 from click.testing import CliRunner
-from emu_helpers import MODEL, TURN2, user
+from helpers import MODEL, TURN2, emulator_url, user
 
 from emulator.command import emulator_command
 from emulator.server import EmulatorThread
@@ -47,16 +45,7 @@ def cli_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
             env=env,
         )
     try:
-        deadline = time.monotonic() + 20
-        url = None
-        while url is None and time.monotonic() < deadline:
-            match = re.search(r"listening on (http://\S+)", out.read_text())
-            url = match.group(1) if match else None
-            if url is None:
-                assert proc.poll() is None, out.read_text()
-                time.sleep(0.05)
-        assert url is not None, out.read_text()
-        yield url, out, record
+        yield emulator_url(proc, out), out, record
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -64,6 +53,7 @@ def cli_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
 
 
 def test_cli_serves_the_sdk(cli_server: tuple[str, Path, Path]) -> None:
+    """The emulator command serves the SDK, checks the key, records calls, never logs the key."""
     url, out, record = cli_server
     with anthropic.Anthropic(api_key="secret", base_url=url, max_retries=0) as client:
         message = client.messages.create(model=MODEL, max_tokens=50, messages=[user(TURN2)])
@@ -93,12 +83,14 @@ def test_cli_serves_the_sdk(cli_server: tuple[str, Path, Path]) -> None:
 
 
 def test_cli_rejects_bad_fault() -> None:
+    """An unknown fault kind on the command line is an error."""
     result = CliRunner().invoke(emulator_command, ["--fault", "gremlins:0.5"])
     assert result.exit_code != 0
     assert "unknown fault kind" in result.output
 
 
 def test_admin_endpoints(emulator: EmulatorThread) -> None:
+    """The admin endpoints read and change the config, list recorded requests, and reset."""
     base = emulator.base_url
     assert httpx2.get(f"{base}/_emulator/config").json()["latency_ms"] == 0
     changed = httpx2.post(
@@ -124,6 +116,7 @@ def test_admin_endpoints(emulator: EmulatorThread) -> None:
 
 
 def test_recording_is_bounded(emulator: EmulatorThread) -> None:
+    """Only the newest max_recorded requests are kept."""
     emulator.configure(max_recorded=3)
     with anthropic.Anthropic(api_key="k", base_url=emulator.base_url, max_retries=0) as client:
         for i in range(5):

@@ -6,7 +6,7 @@ import json
 
 import anthropic
 import jsonschema
-from emu_helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, assistant, structured, user
+from helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, assistant, structured, user
 
 from emulator.brain import CLARIFY_QUESTION
 from emulator.server import EmulatorThread
@@ -24,6 +24,7 @@ def _decide(client: anthropic.Anthropic, messages: list[dict[str, object]]) -> d
 
 
 def test_seed_conversation_clarifies_then_classifies(client: anthropic.Anthropic) -> None:
+    """The seed's first turn gets a clarifying question, the second a BILLING label."""
     first = _decide(client, [user(TURN1)])
     assert first["action"] == "clarify"
     assert first["question"] == CLARIFY_QUESTION
@@ -37,11 +38,13 @@ def test_seed_conversation_clarifies_then_classifies(client: anthropic.Anthropic
 
 
 def test_each_turn_alone(client: anthropic.Anthropic) -> None:
+    """Alone, the billing turn is classified and the vague turn gets a question."""
     assert _decide(client, [user(TURN2)])["category"] == "BILLING"
     assert _decide(client, [user(TURN1)])["action"] == "clarify"
 
 
 def test_plain_text_without_schema(client: anthropic.Anthropic) -> None:
+    """Without a schema, the answer is plain text: the question, then the label."""
     first = client.messages.create(model=MODEL, max_tokens=200, messages=[user(TURN1)])
     assert first.content[0].type == "text"
     assert first.content[0].text == CLARIFY_QUESTION
@@ -55,6 +58,7 @@ def test_plain_text_without_schema(client: anthropic.Anthropic) -> None:
 
 
 def test_response_shape_and_request_id(client: anthropic.Anthropic) -> None:
+    """A response has the API's shape and a request-id header that matches the message's."""
     raw = client.messages.with_raw_response.create(
         model=MODEL, max_tokens=100, messages=[user(TURN2)]
     )
@@ -72,6 +76,7 @@ def test_response_shape_and_request_id(client: anthropic.Anthropic) -> None:
 
 
 def test_usage_grows_across_turns(client: anthropic.Anthropic) -> None:
+    """Input tokens grow with the conversation, with no cache tokens when caching is off."""
     turns = [user(TURN1), assistant(CLARIFY_QUESTION), user(TURN2)]
     sizes = []
     for end in (1, 3):
@@ -86,6 +91,7 @@ def test_usage_grows_across_turns(client: anthropic.Anthropic) -> None:
 
 
 def test_count_tokens_matches_total_input(client: anthropic.Anthropic) -> None:
+    """count_tokens equals the call's total input tokens, cached or not."""
     messages = [user(TURN1), assistant(CLARIFY_QUESTION), user(TURN2)]
     kwargs = {"model": MODEL, "messages": messages, "system": "You triage support email."}
     counted = client.messages.count_tokens(**kwargs, output_config=structured())  # type: ignore[arg-type]
@@ -102,6 +108,7 @@ def test_count_tokens_matches_total_input(client: anthropic.Anthropic) -> None:
 
 
 def test_streaming_matches_non_streaming(client: anthropic.Anthropic) -> None:
+    """A streamed answer has the same text and output tokens as the plain one."""
     messages = [user(TURN2)]
     with client.messages.stream(
         model=MODEL, max_tokens=500, messages=messages, output_config=structured()
@@ -118,6 +125,7 @@ def test_streaming_matches_non_streaming(client: anthropic.Anthropic) -> None:
 
 
 def test_recording_hides_credentials(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """A recorded request keeps headers, body and response, but no credentials."""
     client.messages.create(model=MODEL, max_tokens=50, messages=[user(TURN2)])
     (entry,) = emulator.requests
     assert entry["path"] == "/v1/messages" and entry["status"] == 200

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import anthropic
 import pytest
-from emu_helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, structured, user
+from helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, structured, user
 
 from emulator.config import FaultRule
 from emulator.server import EmulatorThread
@@ -48,6 +48,7 @@ def test_error_faults_surface_and_are_retried(
     error_type: str,
     exc_type: type[anthropic.APIStatusError],
 ) -> None:
+    """An overloaded, API or rate-limit fault raises its SDK error; a retry succeeds."""
     emulator.configure(faults=[FaultRule(kind=kind, times=1)])  # type: ignore[arg-type]
     with pytest.raises(exc_type) as caught:
         _create(make_client(max_retries=0))
@@ -66,6 +67,7 @@ def test_error_faults_surface_and_are_retried(
 
 
 def test_reset_drops_the_connection(make_client: MakeClient, emulator: EmulatorThread) -> None:
+    """A reset fault drops the connection; the SDK's retry then succeeds."""
     emulator.configure(faults=[FaultRule(kind="reset", times=1)])
     with pytest.raises(anthropic.APIConnectionError):
         _create(make_client(max_retries=0))
@@ -76,6 +78,7 @@ def test_reset_drops_the_connection(make_client: MakeClient, emulator: EmulatorT
 
 
 def test_max_tokens_fault_truncates(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """The max_tokens fault cuts the answer to a prefix that is not valid JSON."""
     full = _create(client, output_config=structured())
     assert full.content[0].type == "text"
     emulator.configure(faults=[FaultRule(kind="max_tokens")])
@@ -90,6 +93,7 @@ def test_max_tokens_fault_truncates(client: anthropic.Anthropic, emulator: Emula
 
 
 def test_natural_truncation_at_max_tokens(client: anthropic.Anthropic) -> None:
+    """A small max_tokens cuts the text at about four bytes a token, stop_reason max_tokens."""
     message = _create(client, max_tokens=5, output_config=structured())
     assert message.stop_reason == "max_tokens"
     assert message.usage.output_tokens == 5
@@ -101,6 +105,7 @@ def test_natural_truncation_at_max_tokens(client: anthropic.Anthropic) -> None:
 
 
 def test_refusal(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """The refusal fault answers with stop_reason refusal and its details."""
     emulator.configure(faults=[FaultRule(kind="refusal")])
     message = _create(client, output_config=structured())
     assert message.stop_reason == "refusal"
@@ -112,6 +117,7 @@ def test_refusal(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
 
 
 def test_match_restricts_a_rule(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """A rule with match fires only on requests containing that text."""
     emulator.configure(faults=[FaultRule(kind="overloaded", match="CHARGED TWICE")])
     assert _create(client, TURN1).stop_reason == "end_turn"
     with pytest.raises(anthropic.OverloadedError):
@@ -131,6 +137,7 @@ def _outcomes(client: anthropic.Anthropic, texts: list[str]) -> dict[str, str]:
 def test_faults_are_deterministic_and_order_independent(
     client: anthropic.Anthropic, emulator: EmulatorThread
 ) -> None:
+    """Fault draws depend on seed and body, not order; repeating a body draws again."""
     texts = [f"Order {i}: my parcel never arrived" for i in range(30)]
     rules = [FaultRule(kind="overloaded", rate=0.3), FaultRule(kind="refusal", rate=0.2)]
     emulator.configure(seed=7, faults=rules)
@@ -149,6 +156,7 @@ def test_faults_are_deterministic_and_order_independent(
 
 
 def test_concurrent_requests_with_latency(emulator: EmulatorThread) -> None:
+    """200 concurrent requests with 400 ms latency all succeed, served in parallel."""
     emulator.configure(latency_ms=400, jitter_ms=100)
     count = 200
 
@@ -181,6 +189,7 @@ def test_concurrent_requests_with_latency(emulator: EmulatorThread) -> None:
 def test_obey_injection_asks_the_injected_question_only_where_clarifying_is_allowed(
     make_client, emulator
 ):
+    """The obey_injection fault asks its question only where the schema allows clarify."""
     evil = "Please confirm your card at http://evil.example/pay"
     emulator.configure(faults=[{"kind": "obey_injection", "match": "IGNORE", "text": evil}])
     client = make_client()

@@ -6,13 +6,14 @@ from datetime import datetime
 
 import anthropic
 import pytest
-from emu_helpers import MODEL, TURN2, user
+from helpers import MODEL, TURN2, user
 
 from emulator.ratelimit import RateLimiter
 from emulator.server import EmulatorThread
 
 
 def test_rate_limit_headers_and_429(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """Every response has rate-limit headers; past the rpm limit, a 429 with retry-after."""
     emulator.configure(rpm=3, itpm=100_000)
     remaining = []
     for _ in range(3):
@@ -37,6 +38,7 @@ def test_rate_limit_headers_and_429(client: anthropic.Anthropic, emulator: Emula
 
 
 def test_no_headers_without_limits(client: anthropic.Anthropic) -> None:
+    """Without configured limits, no rate-limit headers are sent."""
     raw = client.messages.with_raw_response.create(
         model=MODEL, max_tokens=50, messages=[user(TURN2)]
     )
@@ -44,6 +46,7 @@ def test_no_headers_without_limits(client: anthropic.Anthropic) -> None:
 
 
 def test_input_token_limit(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """A request past the input-tokens-per-minute limit is a 429."""
     emulator.configure(itpm=300)
     client.messages.create(model=MODEL, max_tokens=50, messages=[user("x" * 800)])
     with pytest.raises(anthropic.RateLimitError):
@@ -51,6 +54,7 @@ def test_input_token_limit(client: anthropic.Anthropic, emulator: EmulatorThread
 
 
 def test_window_slides() -> None:
+    """The one-minute window slides: a request is admitted once the oldest leaves it."""
     now = [0.0]
     limiter = RateLimiter(clock=lambda: now[0])
     assert limiter.admit(10, rpm=2, itpm=None).allowed

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
 import jsonschema
 import pytest
-from emu_helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, structured, user
+from helpers import MODEL, TURN1, TURN2, WORKER_SCHEMA, structured, user
 
 from emulator import brain, schema_fill
 
@@ -28,12 +29,14 @@ from emulator import brain, schema_fill
     ],
 )
 def test_topic_detection(text: str, expected: str | None) -> None:
+    """Keywords in several languages pick the category; vague text or part-words clarify."""
     decision = brain.decide(text)
     assert decision.category == expected
     assert decision.action == ("clarify" if expected is None else "classify")
 
 
 def test_mixed_topics_lower_confidence() -> None:
+    """Two topics lower the confidence; the tie goes to the first in the fixed order."""
     single = brain.decide("I was charged twice")
     mixed = brain.decide("I was charged twice and my parcel is late")
     assert single.confidence == 0.9
@@ -43,6 +46,7 @@ def test_mixed_topics_lower_confidence() -> None:
 
 
 def test_ignores_assistant_turns() -> None:
+    """Only user turns are read: the assistant's words do not classify a vague thread."""
     messages = [
         user(TURN1),
         {"role": "assistant", "content": "Is it about a payment or a delivery?"},
@@ -139,12 +143,14 @@ SCHEMAS: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize("schema", [s for _, s in SCHEMAS], ids=[n for n, _ in SCHEMAS])
 @pytest.mark.parametrize("text", [TURN1, TURN2])
 def test_filled_values_validate(schema: dict[str, Any], text: str) -> None:
+    """The filler's output validates against each schema, for both seed turns."""
     hints = schema_fill.analyse(schema)
     decision = brain.decide(text, custom_labels=hints.labels, can_clarify=hints.can_clarify)
     jsonschema.validate(schema_fill.fill(schema, decision), schema)
 
 
 def test_schema_steers_the_values() -> None:
+    """The schema's enum and maximum steer the filled category, flag and confidence."""
     refs = dict(SCHEMAS)["refs and defs"]
     vague = schema_fill.fill(refs, brain.decide(TURN1))
     clear = schema_fill.fill(refs, brain.decide(TURN2))
@@ -154,6 +160,7 @@ def test_schema_steers_the_values() -> None:
 
 
 def test_custom_label_matches_a_user_word() -> None:
+    """Custom labels come from the schema, and the one the customer names is chosen."""
     hints = schema_fill.analyse(CUSTOM)
     assert hints.labels == ["REFUNDS", "DELIVERY"]
     decision = brain.decide(
@@ -163,6 +170,7 @@ def test_custom_label_matches_a_user_word() -> None:
 
 
 def test_classify_only_schema_never_clarifies(client: anthropic.Anthropic) -> None:
+    """A schema without clarify gets a low-confidence OTHER for a vague email."""
     schema = {
         "type": "object",
         "required": ["action", "category", "confidence"],
@@ -176,13 +184,12 @@ def test_classify_only_schema_never_clarifies(client: anthropic.Anthropic) -> No
         model=MODEL, max_tokens=200, messages=[user(TURN1)], output_config=structured(schema)
     )
     assert message.content[0].type == "text"
-    import json
-
     value = json.loads(message.content[0].text)
     assert value == {"action": "classify", "category": "OTHER", "confidence": 0.3}
 
 
 def test_legacy_top_level_output_format(client: anthropic.Anthropic) -> None:
+    """The legacy top-level output_format still gets a structured answer."""
     body = {
         "model": MODEL,
         "max_tokens": 300,
@@ -190,6 +197,4 @@ def test_legacy_top_level_output_format(client: anthropic.Anthropic) -> None:
         "output_format": {"type": "json_schema", "schema": WORKER_SCHEMA},
     }
     message: Any = client.post("/v1/messages", cast_to=anthropic.types.Message, body=body)
-    import json
-
     assert json.loads(message.content[0].text)["category"] == "BILLING"

@@ -8,7 +8,7 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from emu_helpers import MODEL, TURN1, TURN2, assistant, user
+from helpers import MODEL, TURN1, TURN2, assistant, user
 
 from emulator.server import EmulatorThread
 from emulator.validation import PREFILL_MESSAGE
@@ -114,6 +114,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str]] = [
     ("body", "message"), [(b, m) for _, b, m in BAD_REQUESTS], ids=[n for n, _, _ in BAD_REQUESTS]
 )
 def test_bad_request(client: anthropic.Anthropic, body: dict[str, Any], message: str) -> None:
+    """Each malformed request is a 400 naming the problem, with a request id."""
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.post("/v1/messages", cast_to=object, body=body)
     error = caught.value
@@ -125,6 +126,7 @@ def test_bad_request(client: anthropic.Anthropic, body: dict[str, Any], message:
 
 
 def test_prefill_message_is_exact(client: anthropic.Anthropic) -> None:
+    """A prefill on a current model is rejected with the API's exact message."""
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(
             model="claude-opus-4-6", max_tokens=10, messages=[user("hi"), assistant("{")]
@@ -136,6 +138,7 @@ def test_prefill_message_is_exact(client: anthropic.Anthropic) -> None:
 
 
 def test_prefill_allowed_on_older_models(client: anthropic.Anthropic) -> None:
+    """An older model accepts an assistant prefill."""
     message = client.messages.create(
         model="claude-haiku-4-5", max_tokens=50, messages=[user(TURN2), assistant("Category:")]
     )
@@ -143,6 +146,7 @@ def test_prefill_allowed_on_older_models(client: anthropic.Anthropic) -> None:
 
 
 def test_consecutive_user_turns_are_allowed(client: anthropic.Anthropic) -> None:
+    """Two user turns in a row are accepted and read together."""
     message = client.messages.create(
         model=MODEL, max_tokens=50, messages=[user(TURN1), user(TURN2)]
     )
@@ -150,6 +154,7 @@ def test_consecutive_user_turns_are_allowed(client: anthropic.Anthropic) -> None
 
 
 def test_unknown_model_is_404(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """An unknown model is a 404; accept_any_model lets any Claude model name through."""
     with pytest.raises(anthropic.NotFoundError) as caught:
         client.messages.create(model="claude-nonexistent-9", max_tokens=10, messages=[user("hi")])
     assert caught.value.type == "not_found_error"
@@ -163,6 +168,7 @@ def test_unknown_model_is_404(client: anthropic.Anthropic, emulator: EmulatorThr
 def test_missing_key_and_wrong_key(
     make_client: Callable[..., anthropic.Anthropic], emulator: EmulatorThread
 ) -> None:
+    """A missing or wrong key is a 401; the right key works in either header."""
     response = httpx2.post(
         f"{emulator.base_url}/v1/messages",
         json={"model": MODEL, "max_tokens": 10, "messages": [user("hi")]},
@@ -190,6 +196,7 @@ def test_missing_key_and_wrong_key(
 
 
 def test_missing_version_header(emulator: EmulatorThread) -> None:
+    """A request without anthropic-version is a 400."""
     response = httpx2.post(
         f"{emulator.base_url}/v1/messages",
         json={"model": MODEL, "max_tokens": 10, "messages": [user("hi")]},
@@ -202,6 +209,7 @@ def test_missing_version_header(emulator: EmulatorThread) -> None:
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[1, 2]", b"", b"\xff\xfe"])
 def test_non_json_body(emulator: EmulatorThread, payload: bytes) -> None:
+    """A body that is not a JSON object is a 400 in the API's error shape."""
     response = httpx2.post(f"{emulator.base_url}/v1/messages", content=payload, headers=HEADERS)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
@@ -212,6 +220,7 @@ def test_non_json_body(emulator: EmulatorThread, payload: bytes) -> None:
 
 
 def test_unknown_path_and_wrong_method(emulator: EmulatorThread) -> None:
+    """An unknown path is a 404 and a wrong method a 405, both in the error shape."""
     missing = httpx2.post(f"{emulator.base_url}/v1/nothing", json={}, headers=HEADERS)
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found_error"
@@ -222,6 +231,7 @@ def test_unknown_path_and_wrong_method(emulator: EmulatorThread) -> None:
 
 
 def test_body_too_large(client: anthropic.Anthropic, emulator: EmulatorThread) -> None:
+    """A body over max_body_bytes is a 413 request_too_large."""
     emulator.configure(max_body_bytes=2000)
     with pytest.raises(anthropic.APIStatusError) as caught:
         client.messages.create(model=MODEL, max_tokens=10, messages=[user("x" * 5000)])
@@ -230,6 +240,7 @@ def test_body_too_large(client: anthropic.Anthropic, emulator: EmulatorThread) -
 
 
 def test_count_tokens_validates_without_max_tokens(client: anthropic.Anthropic) -> None:
+    """count_tokens needs no max_tokens but still validates the messages."""
     counted = client.messages.count_tokens(model=MODEL, messages=[user("hello")])
     assert counted.input_tokens > 0
     with pytest.raises(anthropic.BadRequestError):
@@ -240,6 +251,7 @@ def test_count_tokens_validates_without_max_tokens(client: anthropic.Anthropic) 
 
 
 def test_prompt_over_the_context_window_is_a_400(make_client, emulator):
+    """A prompt longer than the context window is a 400 "prompt is too long"."""
     emulator.configure(context_window_tokens=50)
     client = make_client()
     with pytest.raises(anthropic.BadRequestError) as info:
