@@ -11,6 +11,13 @@ replies' raw text or the parser's stripped text), it prints the input tokens sen
 (total, of which cache writes and cache reads) and the cost per thread from the price table.
 The emulator's minimum cacheable prefix is 1024 tokens (Haiku 4.5's is larger): short emails
 show no caching at all, which is what happens in reality too; long ones show the saving.
+
+    .venv/bin/python -m bench.economy --long-thread [--turns 50] [--budget 6000] [--body-words 300]
+
+`--long-thread` measures history pruning instead: one thread of `--turns` turns (a customer email
+and a decision per call), with `TRIAGE_HISTORY_TOKEN_BUDGET=--budget` so that pruning starts part
+of the way in, once with prompt caching and once without. It prints, for all calls and for the
+calls from the first pruned one on, the input tokens, cache writes and reads and the cost.
 """
 
 from __future__ import annotations
@@ -31,9 +38,12 @@ from emulator.config import EmulatorConfig
 from emulator.server import EmulatorThread
 from producers.parse import parse_email
 from producers.submit import Submitter
+from worker.decide.pruning import MARKER
 from worker.decide.ratelimit import RateLimiter
 from worker.runtime import build_drain_step
 from worker.state.ledger import Ledger
+from worker.state.pricing import cost_usd, price_for
+from worker.state.usage import Usage
 
 OPENING = "Hi, my thing isn't working since this morning. Can you help?"
 REPLIES = [
@@ -133,12 +143,102 @@ def run_combo(
     }
 
 
+FOLLOW_UP = "Follow-up {n}: I was charged twice for my subscription and the refund is missing."
+PRUNED = MARKER.split("{count}")[1]
+
+
+def run_long_thread(
+    base: str, emulator: EmulatorThread, turns: int, words: int, budget: int, caching: bool
+) -> dict[str, Any]:
+    """One thread of `turns` turns drained in-process; per-call usage from the emulator."""
+    state, broker = f"{base}/11", f"{base}/12"
+    client = redis.Redis.from_url(state)
+    client.flushdb()
+    emulator.reset()
+    os.environ.update(
+        {
+            "TRIAGE_REDIS_URL": state,
+            "TRIAGE_BROKER_URL": broker,
+            "ANTHROPIC_API_KEY": "sk-bench",
+            "ANTHROPIC_BASE_URL": emulator.base_url,
+            "TRIAGE_PROMPT_CACHING": "true" if caching else "false",
+            "TRIAGE_HISTORY_TOKEN_BUDGET": str(budget),
+        }
+    )
+    settings = Settings()
+    publisher = NoPublisher()
+    drain_step = build_drain_step(
+        settings, client, publisher, limiter=RateLimiter(client, 0, 0, 1.0, 0)
+    )
+    submitter = Submitter(settings, client, publisher)
+    previous: str | None = None
+    for n in range(turns // 2):
+        message_id = f"<long-{n}-{caching}@example.org>"
+        raw = raw_email(message_id, FOLLOW_UP.format(n=n) + filler(words), previous, "")
+        drain_step.drain(submitter.submit(parse_email(raw)).thread_id)
+        previous = message_id
+    price = price_for(settings.model, settings.prices)
+    calls = [q for q in emulator.requests if q["path"] == "/v1/messages" and q.get("status") == 200]
+    rows = []
+    for call in calls:
+        sent = call["body"]["messages"]
+        pruned = len(sent) > 1 and PRUNED in json.dumps(sent[1]["content"])
+        rows.append((pruned, Usage.from_mapping(call["response"]["usage"])))
+    first = next((i for i, (pruned, _) in enumerate(rows) if pruned), len(rows))
+
+    def totals(usages: list[Usage]) -> dict[str, Any]:
+        total = sum(usages, Usage())
+        return {
+            "calls": len(usages),
+            "input_tokens": total.total_input_tokens,
+            "cache_write_tokens": total.cache_creation_input_tokens,
+            "cache_read_tokens": total.cache_read_input_tokens,
+            "cost_usd": round(cost_usd(total, price), 6),
+        }
+
+    return {
+        "turns": turns,
+        "body_words": words,
+        "budget": budget,
+        "caching": caching,
+        "first_pruned_call": first + 1 if first < len(rows) else None,
+        "all_calls": totals([usage for _, usage in rows]),
+        "after_pruning": totals([usage for _, usage in rows[first:]]),
+    }
+
+
+def main_long_thread(args: argparse.Namespace) -> None:
+    words = args.body_words[0] if args.body_words else 300
+    rows = []
+    with EmulatorThread(EmulatorConfig(cache_min_tokens=1024)) as emulator, redis_base() as base:
+        for caching in (True, False):
+            row = run_long_thread(base, emulator, args.turns, words, args.budget, caching)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    print("caching  calls  from call  input tok  cache write  cache read  cost $   (after pruning)")
+    for row in rows:
+        after = row["after_pruning"]
+        print(
+            f"{row['caching']!s:<8} {after['calls']:<6} {row['first_pruned_call']!s:<10} "
+            f"{after['input_tokens']:<10} {after['cache_write_tokens']:<12} "
+            f"{after['cache_read_tokens']:<11} {after['cost_usd']:.6f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=10)
-    parser.add_argument("--body-words", type=int, nargs="+", default=[60, 1200])
+    parser.add_argument("--body-words", type=int, nargs="+", default=None)
+    parser.add_argument("--long-thread", action="store_true", help="measure history pruning")
+    parser.add_argument("--turns", type=int, default=50, help="turns of the --long-thread thread")
+    parser.add_argument("--budget", type=int, default=6000, help="--long-thread history budget")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if args.long_thread:
+        main_long_thread(args)
+        return
+    args.body_words = args.body_words or [60, 1200]
     rows = []
     with EmulatorThread(EmulatorConfig(cache_min_tokens=1024)) as emulator, redis_base() as base:
         for words in args.body_words:

@@ -48,6 +48,10 @@ def thread_packed(thread_id: str) -> str:
     return f"{PREFIX}:thread:{thread_id}:packed"
 
 
+#: Sorted set thread_id -> since when it waits in the review lane (status needs_review).
+REVIEW = f"{PREFIX}:threads:review"
+#: Stream of corrected and accepted decisions kept as labelled examples (`triage review export`).
+LABELLED = f"{PREFIX}:labelled"
 #: Sorted set thread_id -> when it became idle (classified or escalated): the compaction queue.
 IDLE = f"{PREFIX}:threads:idle"
 

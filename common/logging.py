@@ -2,13 +2,16 @@
 
 JSON lines when stderr is not a TTY (what log shippers want), a readable console otherwise.
 Per-task context (task_id, thread_id, email ids) is bound with contextvars and cleared after.
-Email bodies and secrets are never passed to the logger in the first place.
+Email bodies and secrets are never passed to the logger in the first place, and email addresses
+are replaced by `<address>` in every line, ours and Celery's (`TRIAGE_LOG_ADDRESSES=true` keeps
+them, for debugging); Message-ID fields are left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +19,37 @@ from typing import Any
 import structlog
 
 from common.settings import Settings
+
+REDACTED = "<address>"
+#: Bounded parts keep the search linear in the length of the text.
+_ADDRESS = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+#: Fields holding Message-IDs (`<local@domain>`): they look like addresses and are not.
+_MESSAGE_ID_FIELDS = frozenset(
+    {"email_ids", "message_id", "reply_message_id", "in_reply_to", "references"}
+)
+
+
+def redact_addresses(text: str) -> str:
+    """`text` with every email address replaced by `<address>`."""
+    return _ADDRESS.sub(REDACTED, text) if "@" in text else text
+
+
+def _redacted(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return redact_addresses(value)
+    if depth < 4 and isinstance(value, dict):
+        return {key: _redacted(item, depth + 1) for key, item in value.items()}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_redacted(item, depth + 1) for item in value]
+    return value
+
+
+def redact_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: addresses out of every field but the Message-ID ones."""
+    return {
+        key: value if key in _MESSAGE_ID_FIELDS else _redacted(value)
+        for key, value in event.items()
+    }
 
 
 class StderrLogger:
@@ -56,15 +90,21 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    redact: list[Any] = [] if settings.log_addresses else [redact_processor]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, *redact, renderer],
         logger_factory=StderrLogger.factory,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            *redact,
+            renderer,
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

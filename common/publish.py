@@ -7,6 +7,7 @@ task to another queue is one change.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from celery import Celery
@@ -45,6 +46,20 @@ class Publisher:
         """Ask a worker to drain the thread's inbox (the caller holds its scheduled flag)."""
         self._app.send_task(TASK_DRAIN, args=[thread_id])
 
+    def drain_many(self, thread_ids: Iterable[str]) -> Iterator[str]:
+        """`drain` for many threads over one producer (one pool checkout for the lot); yields
+        each thread id once its task is published, so a caller knows where a failure struck."""
+        with self._app.producer_or_acquire() as producer:
+            for thread_id in thread_ids:
+                self._app.send_task(TASK_DRAIN, args=[thread_id], producer=producer)
+                yield thread_id
+
     def reply(self, reply: ReplyTask) -> None:
-        """Ask a worker to deliver a committed clarification."""
-        self._app.send_task(TASK_SEND_REPLY, args=[reply.model_dump(mode="json")])
+        """Ask a worker to deliver a committed clarification (Celery's own log lines show the
+        task's argument as the reply id, never the address, subject or question)."""
+        self._app.send_task(
+            TASK_SEND_REPLY,
+            args=[reply.model_dump(mode="json")],
+            argsrepr=repr([{"reply_id": reply.reply_id}]),
+            kwargsrepr="{}",
+        )

@@ -25,25 +25,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from common.connections import tls_url
 from common.errors import ConfigError
 from common.prices import DEFAULT_PRICES, ModelPrice
+from common.taxonomy import Category, FieldSpec, TaxonomyError, load_taxonomy
 
 ENV_PREFIX = "TRIAGE_"
 LABEL_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
 ADDRESS_PATTERN = re.compile(r"^[^@\s,<>]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
-
-
-class Category(BaseModel):
-    """One label the model may choose, with the one-line description it sees."""
-
-    name: str
-    description: str = ""
-
-    @field_validator("name")
-    @classmethod
-    def _label(cls, value: str) -> str:
-        value = value.strip().upper()
-        if not LABEL_PATTERN.match(value):
-            raise ValueError(f"category name {value!r} must match {LABEL_PATTERN.pattern}")
-        return value
 
 
 DEFAULT_CATEGORIES = (
@@ -73,6 +59,16 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_CATEGORIES)
     )
     system_prompt_file: Path | None = None
+    # YAML or TOML: categories with descriptions, examples and policy, and extra fields to
+    # extract (common/taxonomy.py); replaces TRIAGE_CATEGORIES when set.
+    taxonomy_file: Path | None = None
+    # Confidence bands: high from `confidence_high`, low under `confidence_low`; a classification
+    # under `review_below` (or its category's own threshold) goes to the review lane.
+    confidence_high: float = Field(default=0.85, ge=0, le=1)
+    confidence_low: float = Field(default=0.6, ge=0, le=1)
+    review_below: float = Field(default=0.6, ge=0, le=1)
+    # Extra decision fields (from the taxonomy file; not an environment variable of its own).
+    fields: list[FieldSpec] = Field(default_factory=list, exclude=True)
     max_clarifications: int = Field(default=1, ge=0, le=10)
     # Limits against loops and abuse (docs/configuration.md). Questions: past a limit the
     # decision is a classification without a question; threads: past a cap, no more calls.
@@ -287,6 +283,31 @@ class Settings(BaseSettings):
     def effective_broker_url(self) -> str:
         """The broker is the state Redis unless `TRIAGE_BROKER_URL` says otherwise."""
         return self.broker_url or self.redis_url
+
+    @field_validator("taxonomy_file")
+    @classmethod
+    def _taxonomy_loads(cls, value: Path | None) -> Path | None:
+        """A bad file is a bad setting: the message names the file, the line, the problem."""
+        if value is not None:
+            try:
+                load_taxonomy(value)
+            except TaxonomyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _load_taxonomy(self) -> Settings:
+        """With `TRIAGE_TAXONOMY_FILE`, its categories and fields replace the defaults."""
+        if self.taxonomy_file is not None:
+            taxonomy = load_taxonomy(self.taxonomy_file)
+            self.categories = taxonomy.categories
+            self.fields = taxonomy.fields
+        if self.confidence_low > self.confidence_high:
+            raise ValueError("TRIAGE_CONFIDENCE_LOW must not exceed TRIAGE_CONFIDENCE_HIGH")
+        return self
+
+    def category(self, name: str) -> Category | None:
+        return next((c for c in self.categories if c.name == name), None)
 
     @property
     def category_names(self) -> list[str]:

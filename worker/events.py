@@ -29,13 +29,22 @@ class TokenUsage(BaseModel):
     cache_read_input_tokens: int = Field(ge=0)
 
 
-class EventBase(BaseModel):
-    """Fields every decision event carries."""
+class ThreadEvent(BaseModel):
+    """Fields every event carries."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    thread_id: str = Field(description="The thread the decision is about")
+    thread_id: str = Field(description="The thread the event is about")
+
+
+class EventBase(ThreadEvent):
+    """Fields every decision event carries."""
+
+    prompt_version: str | None = Field(
+        default=None,
+        description="Short hash of what shaped the decision: prompt, taxonomy, schema, model",
+    )
     email_ids: list[str] = Field(description="Message-IDs of the emails this decision covers")
     model: str = Field(description="The model that answered")
     request_id: str | None = Field(description="The API's request id of the deciding call")
@@ -50,16 +59,32 @@ class EventBase(BaseModel):
     turns: int = Field(ge=0, description="Turns in the thread's messages array after it")
 
 
-class Classified(EventBase):
-    """The thread has a final category."""
+class DecisionFields(BaseModel):
+    """What the model says about the thread besides its category (null in older events)."""
+
+    priority: Literal["urgent", "high", "normal", "low"] | None = None
+    language: str | None = Field(default=None, description="BCP 47 code, `und` when unknown")
+    sentiment: Literal["negative", "neutral", "positive"] | None = None
+    summary: str | None = Field(default=None, description="One sentence for the agent")
+    fields: dict[str, Any] = Field(
+        default_factory=dict, description="The taxonomy's extra fields (null when not stated)"
+    )
+
+
+class Classified(DecisionFields, EventBase):
+    """The thread has a category; final unless `needs_review` (then a person confirms it)."""
 
     type: Literal["classified"] = "classified"
     category: str
     confidence: float = Field(ge=0, le=1)
+    confidence_band: Literal["high", "medium", "low"] | None = None
+    needs_review: bool = Field(
+        default=False, description="Below the review threshold: hold automatic actions"
+    )
     reason: str = Field(description="The model's one-line reason")
 
 
-class Clarification(EventBase):
+class Clarification(DecisionFields, EventBase):
     """We asked the customer a question (sent by the reply task) and wait for the answer."""
 
     type: Literal["clarification"] = "clarification"
@@ -83,13 +108,44 @@ class Escalated(EventBase):
     )
 
 
-Event = Annotated[Classified | Clarification | Escalated, Field(discriminator="type")]
-EVENT_TYPES = ("classified", "clarification", "escalated")
+class Labelled(BaseModel):
+    """A category and fields as decided or corrected."""
 
-_ADAPTER: TypeAdapter[Classified | Clarification | Escalated] = TypeAdapter(Event)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: str | None
+    fields: dict[str, Any] = Field(default_factory=dict)
 
 
-def parse_event(payload: str | bytes) -> Classified | Clarification | Escalated:
+class ReviewAccepted(ThreadEvent):
+    """A person confirmed the decision of a thread in review: it is final now."""
+
+    type: Literal["review_accepted"] = "review_accepted"
+    category: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+    note: str | None = None
+    reviewed_at: float
+
+
+class Corrected(ThreadEvent):
+    """A person changed a thread's category or fields; the thread is classified as corrected."""
+
+    type: Literal["corrected"] = "corrected"
+    category: str = Field(description="The corrected category")
+    previous: Labelled
+    new: Labelled
+    note: str | None = None
+    reviewed_at: float
+
+
+AnyEvent = Classified | Clarification | Escalated | ReviewAccepted | Corrected
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+EVENT_TYPES = ("classified", "clarification", "escalated", "review_accepted", "corrected")
+
+_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
+
+
+def parse_event(payload: str | bytes) -> AnyEvent:
     """An event from its stream payload (JSON), validated against its type's model."""
     return _ADAPTER.validate_json(payload)
 

@@ -39,6 +39,7 @@ def test_flags_parse_with_or_without_a_worker(value, flag):
         (Flag("running", NOW - 91), None, False, True),
         (Flag("queued", NOW - 31), None, True, True),  # purged or never published
         (Flag("queued", NOW - 29), None, True, False),  # just published: give it time
+        (Flag("queued", NOW - 11), None, True, True),  # ... unless the stale limit is shorter
         (Flag("queued", NOW - 300), None, False, False),  # waiting behind a backlog
         (Flag("queued", NOW - 601), None, False, True),
         (Flag("batch", NOW - 24 * 3600), None, True, False),  # batch results come within 24 h
@@ -47,4 +48,5 @@ def test_flags_parse_with_or_without_a_worker(value, flag):
 )
 def test_staleness_by_case(flag, alive, queue_empty, stale):
     """Dead workers' and lost tasks' flags are stale at once; live or queued work is left alone."""
-    assert is_stale(flag, NOW, AFTER, worker_alive=alive, queue_empty=queue_empty) is stale
+    after = AFTER if flag.since != NOW - 11 else StaleAfter(90, 600, 30, 10)
+    assert is_stale(flag, NOW, after, worker_alive=alive, queue_empty=queue_empty) is stale

@@ -105,16 +105,20 @@ def test_schema_restricts_labels_and_actions():
 
 
 def test_request_puts_system_top_level_and_caches_by_default():
-    """The request has a top-level system prompt, no sampling, and caching unless off."""
+    """The request has a top-level system prompt with its own cache breakpoint, no sampling, and
+    caching unless off."""
     settings = Settings(_env_file=None)
     messages = [{"role": "user", "content": [{"type": "text", "text": SEED_FIRST}]}]
     request = build_request(settings, "Sys {categories}", messages, True, 256)
-    assert request["system"].startswith("Sys - BILLING")
+    [system] = request["system"]
+    assert system["type"] == "text" and system["text"].startswith("Sys - BILLING")
+    assert system["cache_control"] == {"type": "ephemeral"}  # the shared prefix of all threads
     assert request["messages"] is messages
-    assert request["cache_control"] == {"type": "ephemeral"}
+    assert request["cache_control"] == {"type": "ephemeral"}  # the growing conversation
     assert not {"temperature", "top_p", "top_k"} & request.keys()
     no_cache = Settings(_env_file=None, prompt_caching=False)
-    assert "cache_control" not in build_request(no_cache, "S", messages, False, 256)
+    uncached = build_request(no_cache, "S", messages, False, 256)
+    assert "cache_control" not in uncached and "cache_control" not in uncached["system"][0]
 
 
 def decision(**fields):

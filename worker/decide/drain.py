@@ -17,6 +17,7 @@ import structlog
 from common.errors import InvalidDecision, Permanent, RetryLater, Truncated
 from common.publish import TaskPublisher
 from common.settings import Settings
+from worker.decide.bands import apply_question_policy
 from worker.decide.claude import CallResult, ClaudeClient
 from worker.decide.conversation import check_alternation, user_turn
 from worker.decide.decision import Decision, parse_decision
@@ -24,7 +25,7 @@ from worker.decide.limits import Limits, thread_cap
 from worker.decide.outcome import BatchApplied, Outcome, OutcomeKind, StepResult
 from worker.decide.pending import Pending, no_question_reason, partition
 from worker.decide.plan import Answer, dead_letter_commit, decision_commit, limit_commit
-from worker.decide.prompt import build_request, load_template
+from worker.decide.prompt import build_request, load_template, prompt_version
 from worker.decide.pruning import prune
 from worker.decide.ratelimit import RateLimiter, estimate_input_tokens
 from worker.observe import metrics
@@ -64,6 +65,7 @@ class DrainStep:
         self._ledger = ledger
         self._limits = limits
         self._template = load_template(settings)
+        self.prompt_version = prompt_version(settings, self._template)
 
     @property
     def store(self) -> ThreadStore:
@@ -125,7 +127,9 @@ class DrainStep:
             if result.ok:
                 self._count(pending, None)
             return StepResult(None, result.ok and result.remaining == 0)
-        structlog.contextvars.bind_contextvars(email_ids=pending.email_ids)
+        structlog.contextvars.bind_contextvars(
+            email_ids=pending.email_ids, prompt_version=self.prompt_version
+        )
         cap = thread_cap(snapshot, self._settings)
         if cap is not None:
             return self._escalate_at_cap(snapshot, pending, cap)
@@ -157,7 +161,15 @@ class DrainStep:
             with contextlib.suppress(redis.RedisError):
                 self._ledger.write(snapshot.thread_id, charges)
             raise
-        change = decision_commit(snapshot, pending, messages, answer, no_question, self._settings)
+        change = decision_commit(
+            snapshot,
+            pending,
+            messages,
+            answer,
+            no_question,
+            self._settings,
+            self.prompt_version,
+        )
         change.charges = charges
         result = self._store.commit(snapshot.thread_id, change)
         if not result.ok:
@@ -213,9 +225,7 @@ class DrainStep:
         decision: Decision | None = None
         if result.stop_reason == "end_turn":
             try:
-                decision = parse_decision(
-                    result.text, self._settings.category_names, no_question is None
-                )
+                decision = self._parse(result.text, no_question is None)
             except InvalidDecision:
                 self._ledger.record(thread_id, result.model, "INVALID", result.usage, batch=True)
                 return BatchApplied(None, True)
@@ -230,7 +240,13 @@ class DrainStep:
         messages = [user_turn(pending.emails, self._settings.max_turn_chars)]
         with structlog.contextvars.bound_contextvars(thread_id=thread_id, email_ids=email_ids):
             change = decision_commit(
-                snapshot, pending, messages, answer, no_question, self._settings
+                snapshot,
+                pending,
+                messages,
+                answer,
+                no_question,
+                self._settings,
+                self.prompt_version,
             )
             committed = self._store.commit(thread_id, change)
             if not committed.ok:
@@ -271,6 +287,14 @@ class DrainStep:
         metrics.record_emails("duplicate", pending.duplicates)
         metrics.record_emails("dead_lettered", dead_lettered or len(pending.dead_letters))
 
+    def _parse(self, text: str, may_clarify: bool) -> Decision:
+        """The decision, with the taxonomy's fields checked and its question policy applied."""
+        settings = self._settings
+        decision = parse_decision(text, settings.category_names, may_clarify, settings.fields)
+        if decision.dropped_fields:
+            log.warning("drain.field_dropped", fields=decision.dropped_fields)
+        return apply_question_policy(decision, settings)
+
     def _ask(
         self,
         thread_id: str,
@@ -296,9 +320,7 @@ class DrainStep:
             spent = spent + result.usage
             if result.stop_reason == "end_turn":
                 try:
-                    decision = parse_decision(
-                        result.text, self._settings.category_names, may_clarify
-                    )
+                    decision = self._parse(result.text, may_clarify)
                 except InvalidDecision:
                     charges.append(self._ledger.charge(result.model, "INVALID", result.usage))
                     raise

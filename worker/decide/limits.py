@@ -27,6 +27,7 @@ import redis
 from common import keys
 from common.contract import EmailPayload
 from common.settings import Settings
+from worker.decide.pending import no_question_reason, question_recipient
 from worker.state.snapshot import Snapshot
 
 #: "[Ticket #123]", "[Case 4567]", "(Ref: 89)" tags; three or more in a subject is a loop.
@@ -93,13 +94,11 @@ class Limits:
         """
         settings = self._settings
         now = time.time() if now is None else now
-        flags = sorted({flag for email in emails for flag in email.flags})
-        if flags:
-            return "robot:" + ",".join(flags)  # never auto-reply to robots: mail loops start there
-        if snapshot.clarifications >= settings.max_clarifications:
-            return "clarification_limit"
-        latest = emails[-1]
-        recipient = address_key(latest.recipient)
+        reason = no_question_reason(emails, snapshot.clarifications, settings)
+        if reason is not None:
+            return reason
+        chosen = question_recipient(emails[-1], settings).address
+        recipient = address_key(chosen or "")
         senders: dict[str, int] = {}
         for email in emails:
             sender = address_key(email.from_addr)

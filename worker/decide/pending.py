@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from common.contract import EmailPayload
 from common.deadletters import DeadLetterEntry
 from common.settings import Settings
-from worker.state.snapshot import Snapshot, Turn
+from worker.reply.recipient import Recipient, choose_recipient
+from worker.state.snapshot import Snapshot
 
 
 @dataclass
@@ -47,27 +48,25 @@ def partition(snapshot: Snapshot) -> Pending:
     return pending
 
 
+def question_recipient(email: EmailPayload, settings: Settings) -> Recipient:
+    """Where a question about `email` may go (see `worker.reply.recipient`)."""
+    return choose_recipient(
+        email.from_addr, email.reply_to, settings.form_relay_senders, [settings.support_address]
+    )
+
+
 def no_question_reason(
     emails: list[EmailPayload], clarifications: int, settings: Settings
 ) -> str | None:
-    """Why this decision may not ask the customer anything (None: it may)."""
+    """Why this decision may not ask the customer anything (None: it may): robots, no address
+    a question may go to, the thread's question budget. `worker.decide.limits` adds the loop
+    and abuse limits that need Redis."""
     flags = sorted({flag for email in emails for flag in email.flags})
     if flags:
         return "robot:" + ",".join(flags)  # never auto-reply to robots: mail loops start there
+    recipient = question_recipient(emails[-1], settings)
+    if recipient.address is None:
+        return f"recipient:{recipient.reason}"
     if clarifications >= settings.max_clarifications:
         return "clarification_limit"
     return None
-
-
-def customer_text(messages: list[Turn]) -> str:
-    """Everything the customer wrote in the thread (what a question may quote back)."""
-    parts: list[str] = []
-    for turn in messages:
-        if turn["role"] != "user":
-            continue
-        content = turn["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts.extend(str(block.get("text", "")) for block in content)
-    return "\n".join(parts)

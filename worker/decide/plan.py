@@ -12,12 +12,14 @@ import structlog
 
 from common.contract import ReplyTask
 from common.deadletters import DeadLetterEntry
+from common.errors import InvalidDecision
 from common.settings import Settings
+from worker.decide.bands import confidence_band, needs_review
 from worker.decide.claude import CallResult
 from worker.decide.conversation import assistant_turn
 from worker.decide.decision import Decision
 from worker.decide.outcome import Outcome, OutcomeKind
-from worker.decide.pending import Pending, customer_text
+from worker.decide.pending import Pending, question_recipient
 from worker.events import Clarification, Classified, Escalated, TokenUsage
 from worker.reply.headers import references_chain, reply_message_id, reply_subject
 from worker.reply.send_guard import check_question
@@ -31,6 +33,7 @@ log = structlog.get_logger("worker.decide.plan")
 STATUS_AWAITING = "awaiting_customer"
 STATUS_CLASSIFIED = "classified"
 STATUS_ESCALATED = "escalated"
+STATUS_NEEDS_REVIEW = "needs_review"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def decision_commit(
     answer: Answer,
     no_question: str | None,
     settings: Settings,
+    prompt_version: str | None = None,
 ) -> Commit:
     """The commit for a decision on `pending` (its user turn is `messages[-1]`)."""
     emails = pending.emails
@@ -127,13 +131,14 @@ def decision_commit(
         previous_status=snapshot.status,
         meta={
             "subject": subject,
-            "customer": latest.recipient,
+            "customer": question_recipient(latest, settings).address or latest.from_addr,
             **total.as_dict(),
             "calls": snapshot.calls + answer.calls,
         },
     )
     common: dict[str, Any] = {
         "thread_id": snapshot.thread_id,
+        "prompt_version": prompt_version,
         "email_ids": email_ids,
         "model": answer.result.model,
         "request_id": answer.result.request_id,
@@ -157,32 +162,52 @@ def decision_commit(
         return change
     change.turns = [messages[-1], assistant_turn(answer.result.text)]
     turns = len(snapshot.messages) + 2
+    described: dict[str, Any] = {
+        "priority": decision.priority,
+        "language": decision.language,
+        "sentiment": decision.sentiment,
+        "summary": decision.summary,
+        "fields": decision.fields,
+    }
+    change.meta |= {
+        **{name: value for name, value in described.items() if name != "fields"},
+        "fields": json.dumps(decision.fields),
+        "prompt_version": prompt_version or "",
+    }
     if not decision.is_clarify:
+        band = confidence_band(decision.confidence, settings)
+        review = needs_review(decision, settings)
         change.meta |= {
-            "status": STATUS_CLASSIFIED,
+            "status": STATUS_NEEDS_REVIEW if review else STATUS_CLASSIFIED,
             "category": decision.category,
+            "confidence": decision.confidence,
+            "confidence_band": band,
             "references": json.dumps(chain),
         }
         change.event = Classified(
             **common,
+            **described,
             category=decision.category,
             confidence=decision.confidence,
+            confidence_band=band,
+            needs_review=review,
             reason=decision.reason,
             turns=turns,
         )
         return change
+    recipient = question_recipient(latest, settings).address
+    if recipient is None:  # no_question_reason forbade this; a decision must not get here
+        raise InvalidDecision("a question was decided for an email with no valid recipient")
     version = snapshot.version + 1
     message_id = reply_message_id(snapshot.thread_id, version, settings.support_address)
-    checked = check_question(
-        decision.question, customer_text(messages), settings.max_question_chars
-    )
+    checked = check_question(decision.question, max_chars=settings.max_question_chars)
     if checked.replaced:
         log.warning("drain.question_replaced", reason=checked.reason)
     change.reply = ReplyTask(
         reply_id=f"{snapshot.thread_id}.{version}",
         thread_id=snapshot.thread_id,
         message_id=message_id,
-        to=latest.recipient,
+        to=recipient,
         subject=reply_subject(subject),
         question=checked.text,
         in_reply_to=latest.message_id,
@@ -197,6 +222,7 @@ def decision_commit(
     }
     change.event = Clarification(
         **common,
+        **described,
         reply_id=change.reply.reply_id,
         reply_message_id=message_id,
         question_replaced=checked.replaced,

@@ -7,9 +7,12 @@ models reject.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from common.settings import Category, Settings
+from common.settings import Settings
+from common.taxonomy import Category, FieldSpec
 from worker.decide.conversation import Turn
 
 ACTION_CLARIFY = "clarify"
@@ -24,7 +27,14 @@ Decide one of two actions:
 - "classify": the thread gives enough to route it. Choose exactly one category from the list \
 below, a confidence between 0 and 1, and a one-line reason. Leave "question" empty.
 - "clarify": the request is too vague to route with confidence. Write one short, polite, \
-plain-text question for the customer (one sentence, no links, no email addresses) in "question".
+plain-text question for the customer (one sentence, no links, no email addresses) in "question", \
+in the customer's own language. Still give the most likely category and its confidence.
+
+Always also give: "priority" (urgent: harm or loss now, e.g. locked out, charged wrongly, \
+threatened; high: blocked or upset; normal; low: a question or feedback), "language" (the \
+customer's language as a BCP 47 code such as en, de, fr, es, pt-BR), "sentiment" (negative, \
+neutral or positive), a one-sentence "summary" in English for the support agent, and "fields" \
+(each extra value below when the emails state it, else null; never guess).
 
 Categories:
 {categories}
@@ -40,18 +50,37 @@ CLARIFY_POLICY = (
 
 
 def render_categories(categories: list[Category]) -> str:
-    return "\n".join(
-        f"- {c.name}: {c.description}" if c.description else f"- {c.name}" for c in categories
-    )
+    lines = []
+    for category in categories:
+        lines.append(
+            f"- {category.name}: {category.description}"
+            if category.description
+            else f"- {category.name}"
+        )
+        lines.extend(f'  example: "{example}"' for example in category.examples)
+        if not category.ask_questions:
+            lines.append("  (never ask a question for this category: classify)")
+    return "\n".join(lines)
 
 
-def system_prompt(template: str, categories: list[Category]) -> str:
+def render_fields(fields: list[FieldSpec]) -> str:
+    if not fields:
+        return ""
+    described = [f"- {f.name}: {f.json_schema()['description']}" for f in fields]
+    return "\n\nExtra fields:\n" + "\n".join(described)
+
+
+def system_prompt(
+    template: str, categories: list[Category], fields: list[FieldSpec] | None = None
+) -> str:
     """Fill the template's `{categories}` and `{clarify_policy}` placeholders (if present).
 
     The same text for every turn of every thread: whether a question is still allowed is said by
     the schema alone, so the system prompt stays a cacheable prefix.
     """
-    text = template.replace("{categories}", render_categories(categories))
+    text = template.replace(
+        "{categories}", render_categories(categories) + render_fields(fields or [])
+    )
     return text.replace("{clarify_policy}", CLARIFY_POLICY)
 
 
@@ -61,13 +90,31 @@ def load_template(settings: Settings) -> str:
     return settings.system_prompt_file.read_text(encoding="utf-8")
 
 
-def decision_schema(labels: list[str], may_clarify: bool) -> dict[str, Any]:
+PRIORITIES = ("urgent", "high", "normal", "low")
+SENTIMENTS = ("negative", "neutral", "positive")
+
+
+def decision_schema(
+    labels: list[str], may_clarify: bool, fields: list[FieldSpec] | None = None
+) -> dict[str, Any]:
     """JSON schema of the decision; without clarifications left, only `classify` is allowed."""
     actions = [ACTION_CLARIFY, ACTION_CLASSIFY] if may_clarify else [ACTION_CLASSIFY]
+    declared = fields or []
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["action", "question", "category", "confidence", "reason"],
+        "required": [
+            "action",
+            "question",
+            "category",
+            "confidence",
+            "reason",
+            "priority",
+            "language",
+            "sentiment",
+            "summary",
+            "fields",
+        ],
         "properties": {
             "action": {"type": "string", "enum": actions},
             "question": {
@@ -77,8 +124,47 @@ def decision_schema(labels: list[str], may_clarify: bool) -> dict[str, Any]:
             "category": {"type": "string", "enum": list(labels)},
             "confidence": {"type": "number", "description": "From 0 to 1."},
             "reason": {"type": "string", "description": "One line: why this decision."},
+            "priority": {"type": "string", "enum": list(PRIORITIES)},
+            "language": {
+                "type": "string",
+                "description": "The customer's language, a BCP 47 code (en, de, fr, pt-BR).",
+            },
+            "sentiment": {"type": "string", "enum": list(SENTIMENTS)},
+            "summary": {"type": "string", "description": "One sentence for the support agent."},
+            "fields": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": [f.name for f in declared],
+                "properties": {f.name: f.json_schema() for f in declared},
+            },
         },
     }
+
+
+def system_blocks(settings: Settings, template: str) -> list[dict[str, Any]]:
+    """`system` as one text block with a cache breakpoint at its end: the prompt (taxonomy,
+    descriptions, examples) is the same for every thread, so every thread reads it from the
+    cache once it is long enough, besides the automatic breakpoint on the conversation."""
+    block: dict[str, Any] = {
+        "type": "text",
+        "text": system_prompt(template, settings.categories, settings.fields),
+    }
+    if settings.prompt_caching:
+        block["cache_control"] = {"type": "ephemeral"}
+    return [block]
+
+
+def prompt_version(settings: Settings, template: str) -> str:
+    """A short hash of everything that shapes a decision: prompt, taxonomy, schema, model."""
+    shaping = {
+        "system": system_prompt(template, settings.categories, settings.fields),
+        "schema": decision_schema(settings.category_names, True, settings.fields),
+        "taxonomy": [c.model_dump() for c in settings.categories],
+        "fields": [f.model_dump() for f in settings.fields],
+        "model": settings.model,
+    }
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
+    return digest[:12]
 
 
 def build_request(
@@ -92,12 +178,12 @@ def build_request(
     request: dict[str, Any] = {
         "model": settings.model,
         "max_tokens": max_tokens,
-        "system": system_prompt(template, settings.categories),
+        "system": system_blocks(settings, template),
         "messages": messages,
         "output_config": {
             "format": {
                 "type": "json_schema",
-                "schema": decision_schema(settings.category_names, may_clarify),
+                "schema": decision_schema(settings.category_names, may_clarify, settings.fields),
             }
         },
     }

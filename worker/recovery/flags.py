@@ -65,4 +65,6 @@ def is_stale(
         if worker_alive is None:
             return age > after.drain_stale
         return not worker_alive or age > after.alive_stale
-    return age > (after.queued_grace if queue_empty else after.queued_stale)
+    # An empty queue can only shorten the wait (the grace never exceeds the stale limit).
+    limit = min(after.queued_grace, after.queued_stale) if queue_empty else after.queued_stale
+    return age > limit

@@ -2,8 +2,9 @@
 
 An email goes back into its thread's inbox (the thread's applied-set makes that idempotent: an
 email that was applied meanwhile is skipped); a reply goes back to the reply queue (its sent-record
-makes that idempotent). A raw email that failed to parse is handed to the caller's `reparse`
-(the producers' enqueue). Entries that cannot be replayed (a malformed task) are kept.
+makes that idempotent), its task read back from where `worker.reply.failed` kept it. A raw email
+that failed to parse is handed to the caller's `reparse` (the producers' enqueue). Entries that
+cannot be replayed (a malformed task, a reply whose kept task expired) are kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from common import keys
 from common.contract import EmailPayload, ReplyTask
 from common.deadletters import DeadLetter, DeadLetterStream
 from common.publish import TaskPublisher
+from worker.reply.failed import failed_reply, forget_failed_reply
 from worker.state import scripts
 
 log = structlog.get_logger("worker.recovery.replay")
@@ -97,10 +99,18 @@ class Replayer:
         return f"email {email.message_id} back in thread {email.thread_id}"
 
     def _replay_reply(self, payload: dict[str, Any]) -> str:
+        """A reply's dead letter names it by id; the task itself is kept under its failed key
+        (`worker.reply.failed`). Older dead letters carry the whole task."""
+        if "to" not in payload:
+            kept = failed_reply(self._redis, str(payload["reply_id"]))
+            if kept is None:
+                raise ValueError(f"reply {payload['reply_id']}: its task is no longer kept")
+            payload = kept.model_dump(mode="json")
         try:
             reply = ReplyTask.model_validate(payload)
         except ValidationError as exc:
             raise ValueError(f"not a valid reply payload: {exc.error_count()} errors") from None
+        forget_failed_reply(self._redis, reply.reply_id)
         self._redis.hset(keys.REPLIES_PENDING, reply.reply_id, reply.model_dump_json())
         self._redis.hset(keys.thread_meta(reply.thread_id), "status", "awaiting_customer")
         self._publisher.reply(reply)

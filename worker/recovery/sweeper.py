@@ -126,7 +126,9 @@ class Sweeper(threading.Thread):
         claim = client.register_script(scripts.load("claim_stale"))
         now = time.time()
         after = self._limits.stale_after
-        youngest = min(after.queued_grace, self._limits.heartbeat_seconds)
+        youngest = min(
+            after.queued_grace, after.queued_stale, after.drain_stale, self._limits.heartbeat_seconds
+        )
         waiting = [
             as_text(raw_id)
             for raw_id in client.zrangebyscore(

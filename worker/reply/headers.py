@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import re
 
+from worker.reply.send_guard import plain_one_paragraph, scan
+
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fwd?|wg)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 MAX_REFERENCES = 20
+MAX_SUBJECT_CHARS = 150
+GENERIC_SUBJECT = "Re: your support request"
 
 
 def reply_subject(subject: str) -> str:
-    """`Re: <original>` without a `Re: Re:` pile-up."""
-    base = REPLY_PREFIX.sub("", subject).strip()
-    return f"Re: {base}" if base else "Re: your support request"
+    """`Re: <original>` without a `Re: Re:` pile-up, as one bounded line of plain text.
+
+    The subject is the customer's (or an attacker's) text mailed from our address, so it passes
+    the send guard like a question does; if it fails, the reply says `Re: your support request`
+    (threading rests on In-Reply-To/References, not on the subject).
+    """
+    flat = plain_one_paragraph(subject[: MAX_SUBJECT_CHARS * 8])
+    base = REPLY_PREFIX.sub("", flat).strip()
+    if not base or scan(base) is not None:
+        return GENERIC_SUBJECT
+    return f"Re: {base[:MAX_SUBJECT_CHARS].rstrip()}"
 
 
 def domain_of(address: str) -> str:

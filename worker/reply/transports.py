@@ -22,6 +22,7 @@ import structlog
 from common import keys
 from common.contract import ReplyTask
 from common.errors import Permanent, RetryLater
+from common.logging import redact_addresses
 from common.settings import Settings
 
 log = structlog.get_logger("worker.reply.transports")
@@ -83,12 +84,20 @@ class OutboxTransport:
 
 
 def translate_smtp(error: Exception) -> RetryLater | Permanent:
-    """4xx and connection problems are transient; 5xx (and bad credentials) are permanent."""
+    """4xx and connection problems are transient; 5xx (and bad credentials) are permanent.
+
+    The message names no address (the server's text often echoes the recipient): it goes to the
+    dead-letter stream and to logs.
+    """
+    translated = _translate_smtp(error)
+    translated.args = (redact_addresses(str(translated)),)
+    return translated
+
+
+def _translate_smtp(error: Exception) -> RetryLater | Permanent:
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
-        detail = "; ".join(
-            f"{rcpt}: {code} {msg!r}" for rcpt, (code, msg) in error.recipients.items()
-        )
+        detail = "; ".join(f"{code} {msg!r}" for code, msg in error.recipients.values())
         if codes and all(code >= 500 for code in codes):
             return Permanent(f"SMTP recipient refused: {detail}", reason="smtp_rejected")
         return RetryLater(f"SMTP recipient deferred: {detail}", reason="smtp_deferred")
@@ -127,7 +136,7 @@ class SmtpTransport:
                 "another worker is sending this reply", reason="reply_in_progress", retry_after=hold
             )
         try:
-            self._send(message, reply.to)
+            self._send(message, str(message["To"]))  # the address `render_reply` validated
         except (smtplib.SMTPException, OSError) as exc:
             self._redis.delete(claim)
             raise translate_smtp(exc) from exc

@@ -80,6 +80,7 @@ def script_call(
         keys.AWAITING,
         keys.ledger_thread(thread_id),
         keys.IDLE,
+        keys.REVIEW,
     ]
     charges: list[list[Any]] = []
     for charge in change.charges:

@@ -1,8 +1,9 @@
 """Time-based retention: streams trimmed by age, indexes trimmed with their threads.
 
 The events stream, the outbox and the dead-letter stream keep entries for a number of days
-(`XTRIM MINID`, exact: each sweep removes only what aged out since the last one); the thread indexes drop entries
-older than the thread TTL (their threads have expired). The sweeper calls `trim` every sweep.
+(`XTRIM MINID`, exact: each sweep removes only what aged out since the last one); the thread
+indexes drop entries older than the thread TTL (their threads have expired). The sweeper calls
+`trim` every sweep.
 """
 
 from __future__ import annotations

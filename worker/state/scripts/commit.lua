@@ -15,7 +15,8 @@
 -- KEYS[12] awaiting        zset   threads waiting for the customer
 -- KEYS[13] ledger_thread   hash   the thread's usage ledger
 -- KEYS[14] idle            zset   threads classified or escalated, since when (compaction queue)
--- KEYS[15..] ledger days   hash   one per UTC day a charge falls on
+-- KEYS[15] review          zset   threads in the review lane (status needs_review), since when
+-- KEYS[16..] ledger days   hash   one per UTC day a charge falls on
 -- ARGV[1]  one JSON object:
 --   thread_id        string
 --   expected_version int     the fencing token (version the decision was based on)
@@ -86,6 +87,11 @@ if meta['status'] == 'classified' or meta['status'] == 'escalated' then
   redis.call('ZADD', KEYS[14], now, thread_id)
 elseif meta['status'] then
   redis.call('ZREM', KEYS[14], thread_id)
+end
+if meta['status'] == 'needs_review' then
+  redis.call('ZADD', KEYS[15], 'NX', now, thread_id)
+elseif meta['status'] then
+  redis.call('ZREM', KEYS[15], thread_id)
 end
 if type(event) == 'table' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', c['events_maxlen'], '*',

@@ -1,0 +1,107 @@
+"""Where a question may go, chosen from From and Reply-To (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import ConfigError
+from common.settings import load_settings
+from worker.reply.recipient import (
+    FROM,
+    FROM_INVALID,
+    OWN_ADDRESS,
+    REPLY_TO_FORM_RELAY,
+    REPLY_TO_INVALID,
+    REPLY_TO_OTHER_DOMAIN,
+    REPLY_TO_SAME_DOMAIN,
+    REPLY_TO_SHARED_PROVIDER,
+    Recipient,
+    choose_recipient,
+    registrable_domain,
+    valid_address,
+)
+
+FORMS = ["forms@acme-site.test"]
+
+
+@pytest.mark.parametrize(
+    ("from_addr", "reply_to", "address", "reason"),
+    [
+        ("dana@example.org", None, "dana@example.org", FROM),
+        ("Dana <dana@Example.ORG>", "", "dana@example.org", FROM),
+        ("dana@example.org", "home@example.org", "home@example.org", REPLY_TO_SAME_DOMAIN),
+        ("dana@mail.ex.co.uk", "bill@ex.co.uk", "bill@ex.co.uk", REPLY_TO_SAME_DOMAIN),
+        ("dana@ex.co.uk", "victim@other.co.uk", "dana@ex.co.uk", REPLY_TO_OTHER_DOMAIN),
+        ("bad@evil.example", "victim@example.org", "bad@evil.example", REPLY_TO_OTHER_DOMAIN),
+        ("bad@gmail.com", "victim@gmail.com", "bad@gmail.com", REPLY_TO_SHARED_PROVIDER),
+        ("dana@example.org", "not an address", "dana@example.org", REPLY_TO_INVALID),
+        ("dana@example.org", "a@example.org, b@example.org", "dana@example.org", REPLY_TO_INVALID),
+        ("dana@example.org", "dana@example.org", "dana@example.org", FROM),
+        ("forms@acme-site.test", "Cust <cust@else.test>", "cust@else.test", REPLY_TO_FORM_RELAY),
+        ("FORMS@ACME-SITE.TEST", "cust@else.test", "cust@else.test", REPLY_TO_FORM_RELAY),
+        ("forms@acme-site.test", "ceo", "forms@acme-site.test", REPLY_TO_INVALID),
+        ("ceo", None, None, FROM_INVALID),
+        ("ceo", "victim@example.org", None, FROM_INVALID),
+        ("", None, None, FROM_INVALID),
+        ("support@acme.test", None, None, OWN_ADDRESS),
+        ("dana@acme.test", "Support <SUPPORT@acme.test>", None, OWN_ADDRESS),
+    ],
+)
+def test_recipient_rule(from_addr, reply_to, address, reason):
+    """Reply-To only within From's registrable domain or from a form relay; else From; else none."""
+    own = ["Acme Support <support@acme.test>"]
+    assert choose_recipient(from_addr, reply_to, FORMS, own) == Recipient(address, reason)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ceo",
+        "ceo@",
+        "@example.org",
+        "ceo@localhost",
+        "root@[127.0.0.1]",
+        "root@127.0.0.1",
+        '"evil@x.test"@example.org',
+        "dana@example.org\r\nBcc: victim@example.org",
+        "dana@example.org\u2028",
+        "dana@exa mple.org",
+        "d\u00e4na@example.org",
+        "dana@" + "a" * 64 + ".org",
+        "x" * 65 + "@example.org",
+        "dana@-example.org",
+        "dana@example..org",
+    ],
+)
+def test_invalid_addresses_receive_nothing(value):
+    """Domainless, IP-literal, quoted, multi-line and malformed addresses are not addresses."""
+    assert valid_address(value) is None
+
+
+def test_idn_domains_come_back_as_punycode():
+    """An internationalised domain is valid and normalised to its ASCII form."""
+    assert valid_address("Dana <dana@B\u00fccher.example>") == "dana@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    ("domain", "registrable"),
+    [
+        ("example.org", "example.org"),
+        ("mail.eu.example.org", "example.org"),
+        ("example.co.uk", "example.co.uk"),
+        ("a.b.example.com.au", "example.com.au"),
+        ("co.uk", "co.uk"),
+    ],
+)
+def test_registrable_domain_knows_multi_part_suffixes(domain, registrable):
+    """`co.uk`-style suffixes keep three labels, everything else two."""
+    assert registrable_domain(domain) == registrable
+
+
+def test_form_relay_senders_setting_is_a_comma_separated_list():
+    """`TRIAGE_FORM_RELAY_SENDERS` is parsed, lower-cased, and rejects what is not an address."""
+    settings = load_settings(form_relay_senders=" Forms@Acme.test , web@acme.test ")
+    assert settings.form_relay_senders == ["forms@acme.test", "web@acme.test"]
+    assert load_settings().form_relay_senders == [] and load_settings().log_addresses is False
+    with pytest.raises(ConfigError, match="TRIAGE_FORM_RELAY_SENDERS"):
+        load_settings(form_relay_senders="ceo")

@@ -1,0 +1,181 @@
+"""Where a clarifying question may go, from the email's From and Reply-To (pure).
+
+A question is mail from our support address to an address the email names; both headers are
+attacker-controlled. The rule (docs/replies.md):
+
+1. Only a syntactically valid address with a domain (`local@domain.tld`, one address, no
+   display-name tricks, no IP literal, no quoted local part) can receive a question.
+2. Reply-To is used only when it is in the same registrable domain as From (`a.example.co.uk`
+   and `example.co.uk` are; two mailboxes of a shared provider such as gmail.com are not), or
+   when From is one of the configured form-relay senders (`TRIAGE_FORM_RELAY_SENDERS`: contact
+   forms send from their own address and put the customer in Reply-To).
+3. Otherwise From. If no address qualifies, there is no recipient and no question is sent.
+
+The registrable domain is worked out offline: the last two labels, or three when the last two
+are a known multi-part public suffix (`co.uk`, `com.au`, ...). The list is short on purpose; a
+suffix it lacks makes two unrelated parties look alike only under that suffix's second level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from email.utils import getaddresses
+
+MAX_ADDRESS = 254
+MAX_LOCAL = 64
+
+# Recipient reasons.
+FROM = "from"
+REPLY_TO_SAME_DOMAIN = "reply_to_same_domain"
+REPLY_TO_FORM_RELAY = "reply_to_form_relay"
+REPLY_TO_OTHER_DOMAIN = "reply_to_other_domain"  # From used instead
+REPLY_TO_SHARED_PROVIDER = "reply_to_shared_provider"  # From used instead
+REPLY_TO_INVALID = "reply_to_invalid"  # From used instead
+FROM_INVALID = "from_invalid"  # no recipient
+OWN_ADDRESS = "own_address"  # no recipient: it would mail ourselves
+
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Second-level public suffixes under which unrelated parties register (a built-in subset of the
+#: Public Suffix List; no network).
+MULTI_PART_SUFFIXES = _words(
+    """
+    co.uk org.uk me.uk ltd.uk plc.uk net.uk sch.uk ac.uk gov.uk nhs.uk police.uk
+    com.au net.au org.au edu.au gov.au asn.au id.au
+    co.nz net.nz org.nz ac.nz govt.nz geek.nz school.nz
+    co.jp ne.jp or.jp ac.jp go.jp gr.jp ed.jp ad.jp lg.jp
+    co.za org.za net.za gov.za ac.za web.za
+    com.br net.br org.br gov.br edu.br
+    com.cn net.cn org.cn gov.cn edu.cn ac.cn
+    com.hk net.hk org.hk edu.hk gov.hk
+    com.tw net.tw org.tw edu.tw gov.tw
+    com.sg net.sg org.sg edu.sg gov.sg
+    com.my net.my org.my edu.my gov.my
+    co.in net.in org.in firm.in gen.in ind.in ac.in edu.in gov.in
+    co.kr or.kr ne.kr ac.kr go.kr
+    co.id or.id ac.id go.id web.id
+    co.il org.il net.il ac.il gov.il
+    co.th in.th ac.th go.th or.th
+    com.mx net.mx org.mx gob.mx edu.mx
+    com.ar net.ar org.ar gob.ar
+    com.co net.co org.co gov.co
+    com.pe net.pe org.pe gob.pe
+    com.tr net.tr org.tr gov.tr edu.tr
+    com.ua net.ua org.ua gov.ua
+    com.pl net.pl org.pl
+    com.ph net.ph org.ph gov.ph
+    com.vn net.vn org.vn gov.vn
+    com.pk net.pk org.pk gov.pk
+    com.ng org.ng gov.ng
+    co.ke or.ke go.ke
+    com.eg org.eg gov.eg
+    com.sa net.sa org.sa gov.sa
+    co.at or.at gv.at
+    com.es org.es nom.es
+    com.gr org.gr gov.gr
+    com.pt org.pt gov.pt
+    co.hu org.hu
+    com.ru net.ru org.ru
+    """
+)
+
+#: Mail providers whose users are unrelated people: the same domain proves nothing there.
+SHARED_PROVIDERS = _words(
+    """
+    gmail.com googlemail.com outlook.com hotmail.com hotmail.co.uk live.com msn.com
+    yahoo.com yahoo.co.uk yahoo.fr yahoo.de ymail.com rocketmail.com aol.com
+    icloud.com me.com mac.com proton.me protonmail.com pm.me tutanota.com tuta.io
+    gmx.de gmx.net gmx.com web.de t-online.de mail.com mail.ru yandex.ru yandex.com
+    qq.com 163.com 126.com naver.com zoho.com fastmail.com hey.com free.fr orange.fr laposte.net
+    btinternet.com comcast.net verizon.net att.net sbcglobal.net
+    """
+)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Where a question goes (`address`, or None: send none) and why (`reason`)."""
+
+    address: str | None
+    reason: str
+
+
+def valid_address(value: str | None) -> str | None:
+    """`local@domain` if `value` is exactly one syntactically valid address with a domain, else
+    None. The domain comes back lower-case (IDN domains as punycode)."""
+    if not value or len(value) > 4 * MAX_ADDRESS or any(ord(ch) < 32 for ch in value):
+        return None
+    if "\u2028" in value or "\u2029" in value or "\x7f" in value or "\x85" in value:
+        return None
+    parsed = getaddresses([value])
+    if len(parsed) != 1:
+        return None
+    address = parsed[0][1]
+    if address not in value:  # the parser dropped spaces or comments: not a plain address
+        return None
+    local, at, domain = address.rpartition("@")
+    if not at or not local or len(local) > MAX_LOCAL or not _LOCAL.fullmatch(local):
+        return None
+    try:
+        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    tld = labels[-1]
+    if not (tld.isalpha() or tld.startswith("xn--")):
+        return None  # IP addresses and numeric "domains"
+    result = f"{local}@{ascii_domain}"
+    return result if len(result) <= MAX_ADDRESS else None
+
+
+def registrable_domain(domain: str) -> str:
+    """The part of `domain` one party registers: `mail.example.co.uk` -> `example.co.uk`."""
+    labels = domain.lower().rstrip(".").split(".")
+    keep = 3 if ".".join(labels[-2:]) in MULTI_PART_SUFFIXES else 2
+    return ".".join(labels[-keep:])
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2]
+
+
+def choose_recipient(
+    from_addr: str | None,
+    reply_to: str | None,
+    form_relay_senders: Collection[str] = (),
+    own_addresses: Collection[str] = (),
+) -> Recipient:
+    """The one address a question may be sent to, and the reason for the choice (see module)."""
+    sender = valid_address(from_addr)
+    if sender is None:
+        return Recipient(None, FROM_INVALID)
+    own = {a.lower() for a in (valid_address(x) for x in own_addresses) if a}
+    relays = {a.lower() for a in (valid_address(x) for x in form_relay_senders) if a}
+    chosen, reason = sender, FROM
+    if reply_to and reply_to.strip():
+        target = valid_address(reply_to)
+        if target is None:
+            reason = REPLY_TO_INVALID
+        elif target.lower() == sender.lower():
+            chosen = sender
+        elif sender.lower() in relays:
+            chosen, reason = target, REPLY_TO_FORM_RELAY
+        elif registrable_domain(_domain(target)) != registrable_domain(_domain(sender)):
+            reason = REPLY_TO_OTHER_DOMAIN
+        elif registrable_domain(_domain(sender)) in SHARED_PROVIDERS:
+            reason = REPLY_TO_SHARED_PROVIDER
+        else:
+            chosen, reason = target, REPLY_TO_SAME_DOMAIN
+    if chosen.lower() in own:
+        return Recipient(None, OWN_ADDRESS)
+    return Recipient(chosen, reason)
