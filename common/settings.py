@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -67,6 +66,10 @@ class Settings(BaseSettings):
     confidence_high: float = Field(default=0.85, ge=0, le=1)
     confidence_low: float = Field(default=0.6, ge=0, le=1)
     review_below: float = Field(default=0.6, ge=0, le=1)
+    # Opt-in: the newest corrected examples per category join the system prompt (read when a
+    # worker process starts; bounded in count and size).
+    learn_from_corrections: bool = False
+    learned_examples_per_category: int = Field(default=3, ge=1, le=10)
     # Extra decision fields (from the taxonomy file; not an environment variable of its own).
     fields: list[FieldSpec] = Field(default_factory=list, exclude=True)
     max_clarifications: int = Field(default=1, ge=0, le=10)

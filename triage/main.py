@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -11,6 +13,7 @@ import redis
 
 from common.errors import ConfigError
 from common.settings import Settings
+from triage import runstate
 from triage.resources import BadSetting, settings_or_exit
 
 
@@ -20,8 +23,39 @@ def configure_cli_logging(settings: Settings) -> None:
     configure_logging(settings)
 
 
+#: Commands kept in their own modules, imported only when used (the emulator's pulls in its
+#: whole server, over a second of start-up for every other command): name -> (module, attribute).
+LAZY_COMMANDS = {
+    "emulator": ("emulator.command", "emulator_command"),
+    "enqueue": ("producers.command", "enqueue_command"),
+    "answer": ("triage.answer", "answer_command"),
+    "outbox": ("triage.outbox", "outbox_command"),
+    "doctor": ("triage.doctor", "doctor"),
+    "events": ("triage.ops", "events"),
+    "review": ("triage.review", "review"),
+    "config": ("triage.config_show", "config"),
+}
+
+
+def _lazy_command(name: str) -> click.Command:
+    module, attribute = LAZY_COMMANDS[name]
+    command: click.Command = getattr(importlib.import_module(module), attribute)
+    return command
+
+
 class TriageGroup(click.Group):
-    """Expected failures (Redis unreachable, a malformed URL) become one line, not a traceback."""
+    """Expected failures (Redis unreachable, a malformed URL) become one line, not a traceback.
+
+    The commands of `LAZY_COMMANDS` are imported when asked for.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            self.add_command(_lazy_command(cmd_name), name=cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -37,8 +71,15 @@ class TriageGroup(click.Group):
 
 @click.group(cls=TriageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="triage-worker")
-def cli() -> None:
-    """Queue-driven support-email triage on the Claude API (Celery + Redis)."""
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Queue-driven support-email triage on the Claude API (Celery + Redis).
+
+    While `triage run` serves, the other commands reach its private Redis and emulator when
+    TRIAGE_REDIS_URL / ANTHROPIC_API_KEY are not set (see docs/configuration.md).
+    """
+    if ctx.invoked_subcommand in runstate.READERS:
+        runstate.apply(os.environ)
 
 
 @cli.command()
@@ -83,32 +124,33 @@ def thread() -> None:
 
 @thread.command("show")
 @click.argument("thread_id")
-@click.option("--meta", is_flag=True, help="Also print status, version and usage (to stderr).")
-def thread_show(thread_id: str, meta: bool) -> None:
-    """Print the stored messages array as JSON: exactly what Claude receives."""
-    from triage.resources import open_store
+@click.option("--json", "as_json", is_flag=True, help="The stored array (default off a terminal).")
+@click.option("--text", "as_text", is_flag=True, help="The conversation (default on a terminal).")
+@click.option("--meta", is_flag=True, help="With JSON: status, version, usage on stderr.")
+def thread_show(thread_id: str, as_json: bool, as_text: bool, meta: bool) -> None:
+    """The conversation: who said what, each decision, tokens and cost per call.
 
-    snapshot = open_store(settings_or_exit()).snapshot(thread_id)
+    On a terminal it is rendered for reading; piped, or with --json, it is the stored messages
+    array as JSON, exactly what Claude receives.
+    """
+    from triage.resources import open_redis, open_store
+    from triage.transcript import load_view, render
+
+    if as_json and as_text:
+        raise click.UsageError("--json and --text exclude each other")
+    settings = settings_or_exit()
+    if as_text or (not as_json and sys.stdout.isatty()):
+        view = load_view(open_redis(settings), settings, thread_id)
+        if view is None:
+            raise click.ClickException(f"no thread {thread_id} (see `triage thread list`)")
+        click.echo(render(view))
+        return
+    snapshot = open_store(settings).snapshot(thread_id)
     if not snapshot.meta and not snapshot.messages and not snapshot.inbox:
         raise click.ClickException(f"no thread {thread_id}")
     click.echo(json.dumps(snapshot.messages, indent=2, ensure_ascii=False))
     if meta:
         click.echo(json.dumps(snapshot.meta | {"pending": len(snapshot.inbox)}, indent=2), err=True)
-
-
-@cli.command()
-@click.option("--full", is_flag=True, help="Print each rendered message.")
-def outbox(full: bool) -> None:
-    """List the replies delivered to the outbox transport."""
-    from triage.resources import read_outbox
-
-    for entry in read_outbox(settings_or_exit()):
-        click.echo(
-            f"{entry['id']}  {entry.get('transport', 'outbox')}  to={entry['to']}"
-            f"  thread={entry['thread_id']}  {entry['message_id']}"
-        )
-        if full:
-            click.echo(entry["message"])
 
 
 @cli.group()
@@ -229,20 +271,19 @@ def backlog(
     )
 
 
-def _register_commands() -> None:
-    """Commands owned by other packages: the emulator and the producers' enqueue."""
-    from emulator.command import emulator_command
-    from producers.command import enqueue_command
-    from triage.doctor import doctor
-    from triage.ops import events, thread_list
+def _register_subcommands() -> None:
+    from triage.ops import thread_list
 
-    cli.add_command(emulator_command, name="emulator")
-    cli.add_command(enqueue_command, name="enqueue")
-    cli.add_command(doctor, name="doctor")
-    cli.add_command(events, name="events")
     thread.add_command(thread_list, name="list")
 
 
+def _register_commands() -> None:
+    """Every command at once (for code that walks the tree); `main` imports them when used."""
+    _register_subcommands()
+    for name in LAZY_COMMANDS:
+        cli.add_command(_lazy_command(name), name=name)
+
+
 def main(argv: list[str] | None = None) -> Any:
-    _register_commands()
+    _register_subcommands()
     return cli.main(args=argv, prog_name="triage")

@@ -13,6 +13,7 @@ from common.connections import redis_client
 from common.deadletters import DeadLetterStream
 from common.publish import TaskPublisher
 from common.settings import Settings
+from common.taxonomy import MAX_EXAMPLE_CHARS, MAX_EXAMPLES
 from worker.decide.claude import ClaudeClient, make_client
 from worker.decide.drain import DrainStep
 from worker.decide.limits import Limits
@@ -20,6 +21,7 @@ from worker.decide.ratelimit import RateLimiter
 from worker.reply.render import load_reply_template
 from worker.reply.transports import Transport, make_transport
 from worker.state.ledger import Ledger
+from worker.state.review import ReviewLane
 from worker.state.store import ThreadStore
 
 
@@ -34,6 +36,23 @@ def rate_limiter(settings: Settings, client: redis.Redis) -> RateLimiter:
     )
 
 
+def with_learned_examples(settings: Settings, client: redis.Redis) -> Settings:
+    """Settings whose categories also show the newest corrected examples (see the review lane)."""
+    store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
+    learned = ReviewLane(client, store, settings.events_maxlen).learned_examples(
+        settings.learned_examples_per_category, MAX_EXAMPLE_CHARS // 2
+    )
+    categories = [
+        category.model_copy(
+            update={
+                "examples": [*category.examples, *learned.get(category.name, [])][:MAX_EXAMPLES]
+            }
+        )
+        for category in settings.categories
+    ]
+    return settings.model_copy(update={"categories": categories})
+
+
 def build_drain_step(
     settings: Settings,
     client: redis.Redis,
@@ -44,6 +63,8 @@ def build_drain_step(
 ) -> DrainStep:
     """A drain step wired to `client` (thread state), the SDK (or `claude`) and `publisher`;
     `worker_id` names the worker whose heartbeat vouches for its drains (see the sweeper)."""
+    if settings.learn_from_corrections:
+        settings = with_learned_examples(settings, client)
     return DrainStep(
         settings,
         ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen, worker_id),

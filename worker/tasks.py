@@ -37,7 +37,7 @@ class DeadLettered(Exception):
     """The task's work is in the dead-letter stream, already committed: the task ends FAILURE.
 
     Raised to Celery only, after the dead letter is written, so Flower and `celery events` show
-    the task as failed (`task-failed`, exception `DeadLettered('api_404 ...')`). It is in the
+    the task as failed (`task-failed`, `DeadLettered('dead_lettered:api_404 ...')`). It is in the
     tasks' `throws` (Celery logs it at INFO without a traceback) and it never causes a retry or a
     redelivery: nothing calls `retry` for it, and a task that raises is acked
     (`task_acks_on_failure_or_timeout`; `task_reject_on_worker_lost` is for a dead worker only).

@@ -71,6 +71,11 @@ class DrainStep:
     def store(self) -> ThreadStore:
         return self._store
 
+    @property
+    def settings(self) -> Settings:
+        """The settings decisions are made with (learned examples included, when on)."""
+        return self._settings
+
     def drain(self, thread_id: str, first: Snapshot | None = None) -> list[Outcome]:
         """Process everything pending for the thread; returns one outcome per commit.
 

@@ -62,6 +62,10 @@ class ThreadStore:
             inbox=snapshot.inbox,
         )
 
+    def restore(self, thread_id: str) -> bool:
+        """Unpack the thread if it was compacted (before a write outside a drain)."""
+        return self._compactor.unpack(thread_id)
+
     def begin_drain(self, thread_id: str, flag_seconds: int) -> Begin:
         """Mark the thread as being drained now and read it, in one round trip.
 
