@@ -10,7 +10,11 @@
   kombu's visibility-timeout restore reads it unchanged.
 
 Used for `redis://` broker URLs without a global key prefix; `rediss://` and `sentinel://` keep
-kombu's own transport.
+kombu's own transport. Connections through it still read `redis://…` (`Connection.as_uri`): Celery's
+banner, `celery inspect stats`, and Flower, which picks its broker client by that scheme.
+
+It relies on kombu internals (listed and checked in tests/fast/test_kombu_internals.py): kombu is
+pinned to the minor series those tests pass on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from time import time
 from typing import Any
 from urllib.parse import urlparse
 
+from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
@@ -76,6 +81,10 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+# kombu writes a connection's URL with the transport's name as its scheme; ours is a Redis URL.
+Connection.resolve_aliases.setdefault(TRANSPORT, "redis")
 
 
 def transport_for(broker_url: str) -> str | None:

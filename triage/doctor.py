@@ -8,6 +8,7 @@ warnings are things to look at (AOF off, dead letters, threads waiting long).
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -16,7 +17,7 @@ import click
 import redis
 
 from common import keys
-from common.connections import redis_client
+from common.connections import VERIFY_SETTING, redis_client, ssl_options
 from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE
 from common.settings import Settings
 
@@ -51,7 +52,13 @@ def redis_checks(label: str, url: str) -> tuple[list[Check], redis.Redis | None]
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        return [Check(f"{label}", "fail", f"unreachable at {_safe_url(url)}: {exc}")], None
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            hint = (
+                " (the server's certificate is not signed by a CA we trust: set "
+                "TRIAGE_REDIS_CA_FILE or ssl_ca_certs= in the URL)"
+            )
+        return [Check(f"{label}", "fail", f"unreachable at {_safe_url(url)}: {exc}{hint}")], None
     checks = [Check(label, "ok", f"reachable at {_safe_url(url)}")]
     try:
         config: Any = client.config_get("maxmemory*")
@@ -89,6 +96,30 @@ def redis_checks(label: str, url: str) -> tuple[list[Check], redis.Redis | None]
     return checks, client
 
 
+def tls_check(label: str, url: str) -> Check:
+    """Is the connection encrypted, and is the server's certificate verified?"""
+    options = ssl_options(url)
+    if options is None:
+        scheme = url.split("://", 1)[0]
+        return Check(f"{label}.tls", "ok", f"off ({scheme}://, not encrypted)")
+    if options["ssl_cert_reqs"] == ssl.CERT_NONE:
+        return Check(
+            f"{label}.tls",
+            "warn",
+            f"encrypted, certificate NOT verified ({VERIFY_SETTING}=false): anyone on the "
+            "network path can pose as this Redis",
+        )
+    ca = options.get("ssl_ca_certs") or "the system store"
+    if options.get("ssl_check_hostname") is False:
+        return Check(
+            f"{label}.tls",
+            "warn",
+            f"encrypted, certificate verified (CA: {ca}) but its host name is not checked "
+            "(ssl_check_hostname=false)",
+        )
+    return Check(f"{label}.tls", "ok", f"encrypted, certificate and host name verified (CA: {ca})")
+
+
 def broker_settings_check(settings: Settings) -> Check:
     from common.celery_config import celery_config
 
@@ -103,7 +134,8 @@ def broker_settings_check(settings: Settings) -> Check:
         f"visibility_timeout={options['visibility_timeout']}s "
         f"> time_limit {config['task_time_limit']}s + max backoff "
         f"{settings.retry_backoff_max_seconds:g}s; pool={settings.worker_pool} "
-        f"concurrency={settings.worker_concurrency}",
+        f"concurrency={settings.worker_concurrency}; "
+        f"task_events={'on' if config['worker_send_task_events'] else 'off'}",
     )
 
 
@@ -198,10 +230,11 @@ def state_checks(client: redis.Redis, settings: Settings, now: float) -> list[Ch
 def run_checks(settings: Settings) -> list[Check]:
     now = time.time()
     checks, state = redis_checks("redis", settings.redis_url)
+    checks.append(tls_check("redis", settings.redis_url))
     broker = state
     if settings.broker_url and settings.broker_url != settings.redis_url:
         broker_checks, broker = redis_checks("broker", settings.broker_url)
-        checks += broker_checks
+        checks += [*broker_checks, tls_check("broker", settings.broker_url)]
     checks.append(broker_settings_check(settings))
     checks.append(api_check(settings))
     try:
