@@ -139,6 +139,22 @@ def broker_settings_check(settings: Settings) -> Check:
     )
 
 
+def retention_check(settings: Settings) -> Check:
+    """How long what we keep lives (memory grows with these; docs/operations.md sizes it)."""
+    compaction = (
+        f"idle threads packed after {settings.compact_after_seconds:g}s"
+        if settings.compact_after_seconds
+        else "idle threads never packed (TRIAGE_COMPACT_AFTER_SECONDS=0)"
+    )
+    return Check(
+        "retention",
+        "ok",
+        f"threads {settings.thread_ttl_seconds // 86400}d after their last update; events "
+        f"{settings.events_retention_days:g}d, outbox {settings.outbox_retention_days:g}d, "
+        f"dead letters {settings.dead_letter_retention_days:g}d; {compaction}",
+    )
+
+
 def api_check(settings: Settings) -> Check:
     """The key is valid and the model known: one `count_tokens` request (free, no generation)."""
     import anthropic
@@ -236,6 +252,7 @@ def run_checks(settings: Settings) -> list[Check]:
         broker_checks, broker = redis_checks("broker", settings.broker_url)
         checks += [*broker_checks, tls_check("broker", settings.broker_url)]
     checks.append(broker_settings_check(settings))
+    checks.append(retention_check(settings))
     checks.append(api_check(settings))
     try:
         if broker is None:

@@ -126,6 +126,7 @@ def test_doctor_healthy(r, state_url, broker_url, emulator):
     assert checks["api"]["status"] == "ok"
     assert "tasks waiting: triage=" in checks["broker.queues"]["detail"]
     assert checks["dlq"]["status"] == "ok"
+    assert "events 30d, outbox 30d, dead letters 90d" in checks["retention"]["detail"]
     assert any(req["path"].endswith("/count_tokens") for req in emulator.requests)
     readable = run_triage("doctor", env=env)
     assert readable.returncode == 0 and "healthy" in readable.stdout.splitlines()[-1]
