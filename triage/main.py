@@ -34,6 +34,7 @@ LAZY_COMMANDS = {
     "events": ("triage.ops", "events"),
     "review": ("triage.review", "review"),
     "config": ("triage.config_show", "config"),
+    "eval": ("evaluation.command", "eval_command"),
 }
 
 
@@ -93,7 +94,11 @@ def cli(ctx: click.Context) -> None:
     "--timeout", default=120.0, show_default=True, help="Seconds to wait for the samples."
 )
 def run(exit_when_drained: bool, timeout: float) -> None:
-    """Run everything locally: Redis, emulator (without a key), worker, sample inbox."""
+    """Run everything locally: Redis, emulator (without a key), worker, sample inbox.
+
+    Then serve until Ctrl-C or SIGTERM; the other `triage` commands reach its Redis and
+    emulator from another shell (the commands to continue are printed).
+    """
     from triage.run import run as run_stack
 
     settings = settings_or_exit()
@@ -145,7 +150,7 @@ def thread_show(thread_id: str, as_json: bool, as_text: bool, meta: bool) -> Non
             raise click.ClickException(f"no thread {thread_id} (see `triage thread list`)")
         click.echo(render(view))
         return
-    snapshot = open_store(settings).snapshot(thread_id)
+    snapshot = open_store(settings).peek(thread_id)
     if not snapshot.meta and not snapshot.messages and not snapshot.inbox:
         raise click.ClickException(f"no thread {thread_id}")
     click.echo(json.dumps(snapshot.messages, indent=2, ensure_ascii=False))

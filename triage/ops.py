@@ -56,17 +56,79 @@ def iter_threads(
         start += batch
 
 
+#: Every status a thread can have (a test keeps this in step with the STATUS_* constants).
+THREAD_STATUSES = (
+    "new",
+    "awaiting_customer",
+    "classified",
+    "needs_review",
+    "escalated",
+    "reply_failed",
+)
+#: Meta fields that are numbers; `--json` prints them as JSON numbers.
+INT_FIELDS = frozenset(
+    {
+        "version",
+        "calls",
+        "clarifications",
+        "drain_attempts",
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    }
+)
+FLOAT_FIELDS = frozenset({"created_at", "updated_at", "confidence"})
+
+
+def typed_meta(meta: dict[str, str]) -> dict[str, Any]:
+    """The meta hash with JSON types: counters as integers, times as numbers, references a list."""
+    typed: dict[str, Any] = {}
+    for name, value in meta.items():
+        try:
+            if name in INT_FIELDS:
+                typed[name] = int(value)
+            elif name in FLOAT_FIELDS:
+                typed[name] = float(value)
+            elif name == "references":
+                typed[name] = json.loads(value)
+            else:
+                typed[name] = value
+        except ValueError:
+            typed[name] = value
+    return typed
+
+
 def thread_line(meta: dict[str, str]) -> str:
     subject = meta.get("subject", "")
     subject = subject if len(subject) <= 50 else subject[:49] + "…"
     return (
         f"{meta['thread_id']:<24} {meta['status']:<18} {meta.get('category') or '-':<10} "
-        f"{_when(meta.get('updated_at')):<19}  calls={meta.get('calls', '0'):<3} {subject}"
+        f"{_when(meta.get('updated_at')):<19} {meta.get('calls', '0'):>5}  {subject}"
     )
 
 
+class BadFilter(click.ClickException):
+    """An unknown filter value: one line listing the valid ones, exit code 2 (a usage error)."""
+
+    exit_code = 2
+
+
+def check_filters(status: str | None, category: str | None, categories: list[str]) -> None:
+    """Unknown filter values are mistakes: say which values exist."""
+    if status is not None and status not in THREAD_STATUSES:
+        raise BadFilter(
+            f"--status {status!r} is not a thread status; valid: {', '.join(THREAD_STATUSES)}"
+        )
+    if category is not None and category.upper() not in categories:
+        raise BadFilter(
+            f"--category {category!r} is not a configured category; valid: "
+            f"{', '.join(categories)} (set by TRIAGE_CATEGORIES)"
+        )
+
+
 @click.command("list")
-@click.option("--status", help="Only threads with this status (awaiting_customer, classified…).")
+@click.option("--status", help=f"Only threads with this status: {', '.join(THREAD_STATUSES)}.")
 @click.option("--category", help="Only threads classified into this category.")
 @click.option("--limit", default=50, show_default=True, help="At most this many threads.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -74,19 +136,21 @@ def thread_list(status: str | None, category: str | None, limit: int, as_json: b
     """Threads, most recently updated first."""
     from triage.resources import open_redis, settings_or_exit
 
-    client = open_redis(settings_or_exit())
+    settings = settings_or_exit()
+    check_filters(status, category, settings.category_names)
+    client = open_redis(settings)
     shown = 0
     try:
         for meta in iter_threads(client, status, category):
             if shown >= limit:
                 break
             if as_json:
-                click.echo(json.dumps(meta, ensure_ascii=False))
+                click.echo(json.dumps(typed_meta(meta), ensure_ascii=False))
             else:
                 if shown == 0:
                     click.echo(
-                        f"{'THREAD':<24} {'STATUS':<18} {'CATEGORY':<10} {'UPDATED (UTC)':<19}  "
-                        "CALLS     SUBJECT"
+                        f"{'THREAD':<24} {'STATUS':<18} {'CATEGORY':<10} {'UPDATED (UTC)':<19} "
+                        f"{'CALLS':>5}  SUBJECT"
                     )
                 click.echo(thread_line(meta))
             shown += 1
