@@ -17,6 +17,24 @@ QUEUE_REPLIES = "replies"
 TASK_DRAIN = "triage.drain_thread"
 TASK_SEND_REPLY = "triage.send_reply"
 
+#: A thread's status (meta field `status`): what its last step left it waiting for.
+STATUS_NEW = "new"  # nothing decided yet (no meta)
+STATUS_AWAITING = "awaiting_customer"  # we asked a question
+STATUS_CLASSIFIED = "classified"  # final category
+STATUS_NEEDS_REVIEW = "needs_review"  # a category a person should confirm (review lane)
+STATUS_ESCALATED = "escalated"  # refusal or a thread limit: a person should look
+STATUS_REPLY_FAILED = "reply_failed"  # our question could not be delivered
+STATUS_REPLY_BOUNCED = "reply_bounced"  # our question bounced (a DSN came back, producers)
+THREAD_STATUSES = (
+    STATUS_NEW,
+    STATUS_AWAITING,
+    STATUS_CLASSIFIED,
+    STATUS_NEEDS_REVIEW,
+    STATUS_ESCALATED,
+    STATUS_REPLY_FAILED,
+    STATUS_REPLY_BOUNCED,
+)
+
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 #: Why an email must never get an automatic question (RFC 3834 and common practice).

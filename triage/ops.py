@@ -16,6 +16,7 @@ import redis
 
 from common import keys
 from common.connections import as_text
+from common.contract import THREAD_STATUSES
 
 #: How long one blocking XREAD waits before checking the follow deadline again.
 BLOCK_MS = 500
@@ -56,15 +57,6 @@ def iter_threads(
         start += batch
 
 
-#: Every status a thread can have (a test keeps this in step with the STATUS_* constants).
-THREAD_STATUSES = (
-    "new",
-    "awaiting_customer",
-    "classified",
-    "needs_review",
-    "escalated",
-    "reply_failed",
-)
 #: Meta fields that are numbers; `--json` prints them as JSON numbers.
 INT_FIELDS = frozenset(
     {

@@ -10,7 +10,13 @@ from typing import Any
 
 import structlog
 
-from common.contract import ReplyTask
+from common.contract import (
+    STATUS_AWAITING,
+    STATUS_CLASSIFIED,
+    STATUS_ESCALATED,
+    STATUS_NEEDS_REVIEW,
+    ReplyTask,
+)
 from common.deadletters import DeadLetterEntry
 from common.errors import InvalidDecision
 from common.settings import Settings
@@ -29,11 +35,6 @@ from worker.state.snapshot import Snapshot, Turn
 from worker.state.usage import Usage
 
 log = structlog.get_logger("worker.decide.plan")
-
-STATUS_AWAITING = "awaiting_customer"
-STATUS_CLASSIFIED = "classified"
-STATUS_ESCALATED = "escalated"
-STATUS_NEEDS_REVIEW = "needs_review"
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,10 @@ import redis
 
 from common import keys
 from common.connections import as_text
-from common.contract import ReplyTask
+from common.contract import STATUS_REPLY_FAILED, ReplyTask
 from common.deadletters import DeadLetterStream
 from common.logging import redact_addresses
 from worker.state.store import ThreadStore
-
-STATUS_REPLY_FAILED = "reply_failed"
 
 
 def reply_reference(reply: ReplyTask) -> dict[str, Any]:
