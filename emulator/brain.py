@@ -8,13 +8,18 @@ Rules, in order:
 2. Count keyword hits per topic, case-insensitive, on word boundaries. Tables cover English plus
    some German, French and Spanish. Vague words ("thing", "working", "help", "issue", "problem")
    are deliberately not keywords. A custom label from the schema's category enum (e.g. REFUNDS)
-   also scores when the user writes that word ("refunds").
+   also scores when the user writes that word ("refunds"; ACCOUNT_ACCESS: "account access").
+   Only an enum property named like a category (category, label, topic, ...) offers labels
+   when the schema has one; priority, sentiment and extra-field enums never do.
 3. The highest count wins; on a tie, a label the schema's enum offers beats one it does not, then
    the first topic in TOPIC_ORDER, then custom labels in schema order.
-4. No hit: clarify with CLARIFY_QUESTION, unless the output schema only allows classifying, in
-   which case classify as OTHER with confidence 0.3.
+4. No hit: clarify with CLARIFY_QUESTION (in the customer's language, see 6), unless the output
+   schema only allows classifying, in which case classify as OTHER with confidence 0.3.
 5. A hit: classify; confidence 0.9 for one topic, lower when several topics were seen; the reason
    names the keywords seen.
+6. Whatever the action, `emulator.traits` reads the language (en/de/fr/es keyword tables, `und`
+   when none matches), the sentiment and the priority, and writes a one-sentence summary. The
+   clarifying question is asked in the customer's language for de, fr and es (English otherwise).
 
 Seed conversation: "Hi, my thing isn't working. Can you help?" -> clarify; adding "Sorry, I mean I
 was charged twice for my subscription this month." -> BILLING (charged, subscription).
@@ -24,13 +29,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-CLARIFY_QUESTION = (
-    "Could you tell me a bit more about what is going wrong — is it about a payment, "
-    "a delivery, or a technical problem with our product?"
-)
+from emulator import traits
+
+CLARIFY_QUESTION = traits.CLARIFY_QUESTIONS["en"]
 FALLBACK_CONFIDENCE = 0.3
 SINGLE_TOPIC_CONFIDENCE = 0.9
 
@@ -242,6 +246,10 @@ class Decision:
     confidence: float
     reason: str
     question: str
+    priority: str = "normal"  # urgent | high | normal | low
+    language: str = traits.UNDETERMINED  # BCP 47
+    sentiment: str = "neutral"  # negative | neutral | positive
+    summary: str = ""
 
     @property
     def is_clarify(self) -> bool:
@@ -276,7 +284,8 @@ def score_topics(text: str, custom_labels: Sequence[str] = ()) -> dict[str, list
     for label in custom_labels:
         if label.upper() in hits or label.upper() in TOPIC_ORDER or label.lower() in NOT_KEYWORDS:
             continue
-        found = [m.group(0).lower() for m in _pattern([label]).finditer(text)]
+        spoken = label.replace("_", " ")  # ACCOUNT_ACCESS also scores for "account access"
+        found = [m.group(0).lower() for m in _pattern([label, spoken]).finditer(text)]
         if found:
             hits[label] = found
     return hits
@@ -289,6 +298,23 @@ def _unique(words: Iterable[str]) -> list[str]:
 def decide(text: str, *, custom_labels: Sequence[str] = (), can_clarify: bool = True) -> Decision:
     """Clarify or classify `text` (the user turns), deterministically."""
     hits = score_topics(text, custom_labels)
+    decision = _topic_decision(hits, custom_labels, can_clarify)
+    language = traits.detect_language(text)
+    sentiment = traits.detect_sentiment(text)
+    words = hits.get(decision.category or "", [])
+    return replace(
+        decision,
+        question=traits.clarify_question(language) if decision.is_clarify else "",
+        priority=traits.detect_priority(text, sentiment),
+        language=language,
+        sentiment=sentiment,
+        summary=traits.summary(text, language, decision.category, words),
+    )
+
+
+def _topic_decision(
+    hits: dict[str, list[str]], custom_labels: Sequence[str], can_clarify: bool
+) -> Decision:
     if not hits:
         if can_clarify:
             return Decision(

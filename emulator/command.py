@@ -99,7 +99,7 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     envvar="EMULATOR_FAULT",
     metavar="KIND:RATE",
     help="Inject a fault (rate_limit, overloaded, api_error, reset, max_tokens, "
-    "refusal, expired) with a probability; repeatable.",
+    "refusal, low_confidence, expired) with a probability; repeatable.",
 )
 @click.option(
     "--rpm", default=None, type=int, envvar="EMULATOR_RPM", help="Requests-per-minute limit."

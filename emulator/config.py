@@ -19,6 +19,7 @@ FaultKind = Literal[
     "max_tokens",
     "refusal",
     "obey_injection",
+    "low_confidence",
     "expired",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
@@ -41,6 +42,8 @@ class FaultRule(BaseModel):
     (case-insensitive), so one conversation can be made to fail while others succeed.
     `obey_injection` plays a model that fell for a prompt injection: it asks `text` as its
     clarifying question (whatever that contains), so callers can test what they let through.
+    `low_confidence` plays an unsure model: the decision keeps its action and category but its
+    confidence is 0.3 (`emulator.respond.LOW_CONFIDENCE`), e.g. to send a thread to review.
     `expired` only applies to Message Batch requests (the request ends `expired`); `reset` only
     applies to /v1/messages (a batch has no connection to drop).
     """

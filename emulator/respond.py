@@ -1,8 +1,9 @@
 """Turn a validated request into the Message the real API would return.
 
 Pure apart from the prompt cache passed in: brain -> text (plain or schema JSON) -> truncation to
-`max_tokens` -> usage. Faults that change the content (`max_tokens`, `refusal`) are applied here;
-faults that replace the response (errors, reset) are the server's business.
+`max_tokens` -> usage. Faults that change the content (`max_tokens`, `refusal`, `obey_injection`,
+`low_confidence`) are applied here; faults that replace the response (errors, reset) are the
+server's business.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from emulator.validation import output_schema
 REFUSAL_EXPLANATION = (
     "The emulator was configured to refuse this request (injected `refusal` fault)."
 )
+#: The confidence a `low_confidence` fault forces on the decision, whatever the keywords say.
+LOW_CONFIDENCE = 0.3
 
 
-def generate_text(body: dict[str, Any], injected_question: str | None = None) -> str:
+def generate_text(
+    body: dict[str, Any], injected_question: str | None = None, *, low_confidence: bool = False
+) -> str:
     """The full, untruncated answer: schema JSON or plain text.
 
-    With `injected_question` the "model" obeys a prompt injection and asks exactly that.
+    With `injected_question` the "model" obeys a prompt injection and asks exactly that; with
+    `low_confidence` its confidence is LOW_CONFIDENCE (the action and category stay).
     """
     schema = output_schema(body)
     text = brain.user_text(body.get("messages") or [])
@@ -34,9 +40,11 @@ def generate_text(body: dict[str, Any], injected_question: str | None = None) ->
         decision = brain.decide(text, custom_labels=hints.labels, can_clarify=hints.can_clarify)
     if injected_question is not None and (hints is None or hints.can_clarify):
         decision = replace(decision, action="clarify", question=injected_question)
+    if low_confidence:
+        decision = replace(decision, confidence=LOW_CONFIDENCE)
     if schema is None:
         return decision.question if decision.is_clarify else str(decision.category)
-    return json.dumps(schema_fill.fill(schema, decision), ensure_ascii=False)
+    return json.dumps(schema_fill.fill(schema, decision, text), ensure_ascii=False)
 
 
 def truncate_to_tokens(text: str, max_tokens: int) -> str:
@@ -102,7 +110,7 @@ def build_message(
         output_tokens = 1
     else:
         injected = (fault_text or "") if fault == "obey_injection" else None
-        text = generate_text(body, injected)
+        text = generate_text(body, injected, low_confidence=fault == "low_confidence")
         stop_reason = "end_turn"
         output_tokens = max(1, estimate_text(text))
         if fault == "max_tokens":

@@ -1,10 +1,15 @@
 """Generate a JSON value valid for a JSON schema, steered by the brain's decision.
 
 Generic on purpose: the filler knows JSON Schema, not our worker's schema. Meaning comes from
-names and enum values: an enum holding "clarify"/"classify"-like values is the action, another
-enum is the category (detected label, else an "OTHER"-like value, else the first value); strings
-named *question*, *reason*/*explanation*/*rationale*, numbers named *confidence*, booleans named
-*clarif*/*vague*/*need* get the decision's values. Everything else gets the smallest valid value.
+names and enum values: an enum holding "clarify"/"classify"-like values is the action, an enum
+named *category*/*label*/*topic*/… is the category (detected label, else an "OTHER"-like value,
+else the first value); strings named *question*, *reason*/*explanation*/*rationale*, *summary*,
+numbers named *confidence*, booleans named *clarif*/*vague*/*need* get the decision's values, and
+so do *priority*/*urgency*/*severity*, *sentiment*/*tone*/*mood* and *language*/*locale* (enum
+values matched by name or synonym). Any other nullable property is a declared field, filled by
+`emulator.extract` from the customer's text (enum value or `(format: REGEX)` found, else null).
+A string with a declared format takes a value found in the text. Everything else gets the
+smallest valid value.
 Supports $ref/$defs/definitions, allOf (merged), anyOf/oneOf (first non-null branch), enum,
 const, type lists including null, and object/array/string/number/integer/boolean keywords.
 """
@@ -16,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator import extract
 from emulator.brain import Decision
 
 CLARIFY_WORDS = frozenset(
@@ -36,7 +42,35 @@ CLASSIFY_WORDS = frozenset(
 )
 CATEGORY_NAMES = ("category", "label", "topic", "class", "queue", "department")
 FALLBACK_LABELS = ("other", "unknown", "general", "misc", "none", "uncategorized")
-REASON_NAMES = ("reason", "explanation", "rationale", "justification", "summary")
+REASON_NAMES = ("reason", "explanation", "rationale", "justification")
+#: Decision attributes by the property names that ask for them, and their enum synonyms.
+ATTRIBUTE_NAMES: dict[str, tuple[str, ...]] = {
+    "priority": ("priority", "urgency", "severity"),
+    "sentiment": ("sentiment", "tone", "mood"),
+    "language": ("language", "locale"),
+}
+ATTRIBUTE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "urgent": ("urgent", "critical", "highest", "emergency", "p1"),
+    "high": ("high", "important", "p2"),
+    "normal": ("normal", "medium", "moderate", "standard", "p3"),
+    "low": ("low", "lowest", "minor", "p4"),
+    "negative": ("negative", "angry", "upset", "frustrated"),
+    "neutral": ("neutral", "mixed"),
+    "positive": ("positive", "happy", "satisfied"),
+}
+#: Names that carry the decision, so a nullable property so named is no declared field.
+DECISION_NAMES = (
+    "question",
+    "summary",
+    "confidence",
+    "score",
+    "probability",
+    "action",
+    "decision",
+    *REASON_NAMES,
+    *CATEGORY_NAMES,
+    *(name for names in ATTRIBUTE_NAMES.values() for name in names),
+)
 MAX_DEPTH = 12
 
 _FORMAT_EXAMPLES = {
@@ -54,6 +88,30 @@ _FORMAT_EXAMPLES = {
 
 def _norm(value: object) -> str:
     return str(value).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def attribute_of(name: str) -> str | None:
+    """The decision attribute (priority, sentiment, language) a property name asks for."""
+    lowered = name.lower()
+    for attribute, names in ATTRIBUTE_NAMES.items():
+        if any(word in lowered for word in names):
+            return attribute
+    return None
+
+
+def _nullable(schema: dict[str, Any]) -> bool:
+    if "null" in _types(schema):
+        return True
+    if isinstance(schema.get("enum"), list) and None in schema["enum"]:
+        return True
+    branches = [*(schema.get("anyOf") or []), *(schema.get("oneOf") or [])]
+    return any(isinstance(b, dict) and _types(b) == ["null"] for b in branches)
+
+
+def is_declared_field(schema: dict[str, Any], name: str) -> bool:
+    """A nullable property without decision meaning: its value is extracted from the text."""
+    lowered = name.lower()
+    return bool(name) and _nullable(schema) and not any(w in lowered for w in DECISION_NAMES)
 
 
 def is_action_enum(values: list[Any], name: str = "") -> bool:
@@ -97,20 +155,28 @@ def analyse(schema: dict[str, Any]) -> SchemaHints:
     """Find category labels and whether the schema lets the model ask a question."""
     hints = SchemaHints()
     action_enums: list[list[Any]] = []
+    named_labels: list[str] = []
+    other_labels: list[str] = []
     clarify_fields = False
     for name, sub in _walk(schema, schema, set()):
         values = _enum_values(sub, schema)
         lowered = name.lower()
-        if values and is_action_enum(values, name):
+        target = _resolve(str(sub["$ref"]), schema) if "$ref" in sub else sub
+        if attribute_of(name) or is_declared_field(
+            target if isinstance(target, dict) else {}, name
+        ):
+            pass  # priority, sentiment, extra fields: their values are no categories
+        elif values and is_action_enum(values, name):
             action_enums.append(values)
         elif values:
-            hints.labels.extend(
-                v for v in values if isinstance(v, str) and v.lower() not in FALLBACK_LABELS
-            )
+            labels = [v for v in values if isinstance(v, str) and v.lower() not in FALLBACK_LABELS]
+            named = any(word in lowered for word in CATEGORY_NAMES)
+            (named_labels if named else other_labels).extend(labels)
         if "question" in lowered or (
             _types(sub) == ["boolean"] and any(w in lowered for w in ("clarif", "vague", "need"))
         ):
             clarify_fields = True
+    hints.labels = named_labels or other_labels
     if action_enums:
         hints.can_clarify = any(_norm(v) in CLARIFY_WORDS for e in action_enums for v in e)
     else:
@@ -163,9 +229,10 @@ def _types(schema: dict[str, Any]) -> list[str]:
 
 
 class _Filler:
-    def __init__(self, root: dict[str, Any], decision: Decision) -> None:
+    def __init__(self, root: dict[str, Any], decision: Decision, text: str) -> None:
         self.root = root
         self.decision = decision
+        self.text = text
 
     def value(self, schema: object, name: str, depth: int) -> Any:
         if schema is True or not isinstance(schema, dict):
@@ -182,6 +249,8 @@ class _Filler:
             return self.value(self._merge_all_of(schema), name, depth + 1)
         if "const" in schema:
             return schema["const"]
+        if is_declared_field(schema, name):
+            return self._declared(schema)
         if isinstance(schema.get("enum"), list) and schema["enum"]:
             return self._enum(schema["enum"], name)
         for key in ("anyOf", "oneOf"):
@@ -205,6 +274,19 @@ class _Filler:
         if kind == "null":
             return None
         return self._string(schema, name)
+
+    def _declared(self, schema: dict[str, Any]) -> Any:
+        for key in ("anyOf", "oneOf"):
+            branches = [b for b in schema.get(key) or [] if isinstance(b, dict)]
+            non_null = [b for b in branches if _types(b) != ["null"]]
+            if non_null:
+                rest = {k: v for k, v in schema.items() if k != key}
+                branch = non_null[0]
+                if "$ref" in branch:
+                    target = _resolve(str(branch["$ref"]), self.root)
+                    branch = target if isinstance(target, dict) else {}
+                schema = {**rest, **branch}
+        return extract.extract(schema, _types(schema), self.text)
 
     def _merge_all_of(self, schema: dict[str, Any]) -> dict[str, Any]:
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
@@ -230,6 +312,11 @@ class _Filler:
                 if _norm(value) in wanted:
                     return value
             return values[0]
+        attribute = attribute_of(name)
+        if attribute is not None:
+            chosen = self._attribute_value(attribute, values)
+            if chosen is not None:
+                return chosen
         category = self.decision.category
         if category is not None:
             for value in values:
@@ -240,6 +327,18 @@ class _Filler:
                 if isinstance(value, str) and value.lower() == fallback:
                     return value
         return values[0]
+
+    def _attribute_value(self, attribute: str, values: list[Any]) -> Any:
+        wanted = str(getattr(self.decision, attribute)).lower()
+        words = ATTRIBUTE_SYNONYMS.get(wanted, (wanted,))
+        for word in words:
+            for value in values:
+                if isinstance(value, str) and value.lower() == word:
+                    return value
+        for value in values:  # a language enum of regional tags: "de" picks "de-DE"
+            if isinstance(value, str) and value.lower().split("-")[0] == wanted:
+                return value
+        return None
 
     def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
         props = schema.get("properties") or {}
@@ -313,8 +412,17 @@ class _Filler:
     def _string(self, schema: dict[str, Any], name: str) -> str:
         lowered = name.lower()
         decision = self.decision
+        attribute = attribute_of(name)
+        regex = extract.declared_format(schema)
+        found = extract.find_format(self.text, regex) if regex else None
+        if found is not None:
+            return found
         if "question" in lowered:
             text = decision.question if decision.is_clarify else ""
+        elif "summary" in lowered:
+            text = decision.summary
+        elif attribute is not None:
+            text = str(getattr(decision, attribute))
         elif any(word in lowered for word in REASON_NAMES):
             text = decision.reason
         elif any(word in lowered for word in ("category", "label", "topic", "class")):
@@ -334,6 +442,7 @@ class _Filler:
         return text
 
 
-def fill(schema: dict[str, Any], decision: Decision) -> Any:
-    """A value valid for `schema` that carries `decision` wherever the schema has room for it."""
-    return _Filler(schema, decision).value(schema, "", 0)
+def fill(schema: dict[str, Any], decision: Decision, text: str = "") -> Any:
+    """A value valid for `schema` that carries `decision` wherever the schema has room for it;
+    declared fields are looked up in `text` (the customer's words)."""
+    return _Filler(schema, decision, text).value(schema, "", 0)

@@ -5,11 +5,18 @@ system prompt). The output schema, tools and non-text blocks count as their comp
 numbers do not matter; what matters is that they are stable and grow with the conversation.
 
 Caching model: the prompt is a sequence of blocks (system blocks, then every message's content
-blocks; schema and tools are not cacheable here). A breakpoint is the last block carrying
-`cache_control`, or the last block when the request has top-level `cache_control`. The cache is
-keyed by a hash chain over (model, block, block, ...). On a request, `cache_read` is the largest
-prefix at or before the breakpoint that an earlier request stored (TTL refreshed on read);
-`cache_creation` is the rest of the breakpoint prefix, stored when it reaches the minimum size.
+blocks; schema and tools are not cacheable here). Breakpoints are every block carrying
+`cache_control` plus, with top-level `cache_control` (automatic caching), the last block; the
+real API allows at most MAX_BREAKPOINTS of them (validation answers 400 beyond). The cache is
+keyed by a hash chain over (model, block, block, ...), so an entry is an exact prefix. On a
+request, each breakpoint looks for a stored prefix ending at it or up to LOOKBACK_BLOCKS blocks
+before it; `cache_read` is the longest prefix found (its TTL refreshed). Then each breakpoint
+whose prefix is longer than that and at least the minimum size is stored (creation), with its
+own TTL (`ttl` of its marker; the automatic one takes the top-level marker's), and
+`cache_creation` is the last stored prefix minus what was read. With an explicit breakpoint at
+the end of a shared system prompt plus the automatic one, a new thread reads the system prompt
+that another thread stored and writes its own conversation; later turns of the same thread read
+their whole previous prefix.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+MAX_BREAKPOINTS = 4
+LOOKBACK_BLOCKS = 20
 REQUEST_OVERHEAD = 8
 MESSAGE_OVERHEAD = 4
 SYSTEM_OVERHEAD = 4
@@ -120,6 +129,15 @@ class CacheUsage:
         return self.cache_creation_5m + self.cache_creation_1h
 
 
+def breakpoints(prompt: PromptCount, top_level: dict[str, Any] | None) -> list[int]:
+    """Block indexes that are cache breakpoints: explicit markers, then the automatic one."""
+    marks = [i for i, block in enumerate(prompt.blocks) if block.cache_control is not None]
+    last = len(prompt.blocks) - 1
+    if top_level is not None and last >= 0 and last not in marks:
+        marks.append(last)
+    return marks
+
+
 class PromptCache:
     """In-memory prefix cache with per-entry TTL; thread-safe, clock injectable for tests."""
 
@@ -144,11 +162,13 @@ class PromptCache:
     ) -> CacheUsage:
         """Compute read/creation for this request and (if `store`) remember its breakpoints."""
         blocks = prompt.blocks
-        marks = [i for i, block in enumerate(blocks) if block.cache_control is not None]
-        if top_level is not None and blocks:
-            marks.append(len(blocks) - 1)
+        marks = breakpoints(prompt, top_level)
         if not marks:
             return CacheUsage(prompt.total, 0, 0, 0)
+        lookups = sorted(
+            {i for mark in marks for i in range(max(0, mark - LOOKBACK_BLOCKS), mark + 1)},
+            reverse=True,
+        )
         breakpoint_index = max(marks)
         prefix_hashes: list[str] = []
         prefix_tokens: list[int] = []
@@ -162,7 +182,7 @@ class PromptCache:
         now = self._clock()
         with self._lock:
             read = 0
-            for i in range(breakpoint_index, -1, -1):
+            for i in lookups:
                 entry = self._entries.get(prefix_hashes[i])
                 if entry is not None and entry[2] > now:
                     read = entry[0]
@@ -170,7 +190,7 @@ class PromptCache:
                         self._entries[prefix_hashes[i]] = (entry[0], entry[1], now + entry[1])
                     break
             created_5m = created_1h = 0
-            for i in sorted(set(marks)):
+            for i in marks:
                 tokens = prefix_tokens[i]
                 if tokens < min_tokens or tokens <= read:
                     continue

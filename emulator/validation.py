@@ -15,6 +15,7 @@ from anthropic.types import Model
 
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, invalid
+from emulator.tokens import MAX_BREAKPOINTS
 
 KNOWN_MODELS: frozenset[str] = frozenset(
     value for arg in typing.get_args(Model) for value in typing.get_args(arg)
@@ -192,6 +193,30 @@ def _check_other(body: dict[str, Any], *, require_max_tokens: bool) -> None:
         raise invalid("stop_sequences: Input should be a valid list of strings")
 
 
+def _marked(blocks: object) -> list[bool]:
+    if not isinstance(blocks, list):
+        return [False]  # a string: one block without a marker
+    return [isinstance(b, dict) and b.get("cache_control") is not None for b in blocks]
+
+
+def _check_cache_breakpoints(body: dict[str, Any]) -> None:
+    """At most MAX_BREAKPOINTS blocks with `cache_control`; automatic caching takes a slot
+    unless the last block already carries its own marker."""
+    marks = [*_marked(body.get("tools") or []), *_marked(body.get("system") or [])]
+    last: list[bool] = []
+    for message in body["messages"]:
+        last = _marked(message["content"])
+        marks.extend(last)
+    found = sum(marks)
+    if body.get("cache_control") is not None and not (last and last[-1]):
+        found += 1
+    if found > MAX_BREAKPOINTS:
+        raise invalid(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {found}."
+        )
+
+
 def validate_request(
     body: dict[str, Any], config: EmulatorConfig, *, require_max_tokens: bool = True
 ) -> None:
@@ -201,6 +226,7 @@ def validate_request(
     _check_system(body)
     _check_messages(body, config)
     _check_output(body)
+    _check_cache_breakpoints(body)
 
 
 def output_schema(body: dict[str, Any]) -> dict[str, Any] | None:

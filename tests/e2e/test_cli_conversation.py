@@ -172,7 +172,7 @@ def test_thread_list_has_clean_columns_and_json_numbers(answered, env):
             "--status",
             "nonsense",
             "Error: --status 'nonsense' is not a thread status; valid: new, awaiting_customer, "
-            "classified, needs_review, escalated, reply_failed",
+            "classified, needs_review, escalated, reply_failed, reply_bounced",
         ),
         (
             "--category",
