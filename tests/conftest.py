@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import BROKER_DB, STATE_DB, WorkerHandle, base_env, launch_worker
+from helpers import (
+    BROKER_DB,
+    STATE_DB,
+    InProcess,
+    WorkerHandle,
+    base_env,
+    launch_worker,
+    settings_from_env,
+)
 
 from emulator.server import EmulatorThread
 from producers.enqueue import Enqueuer
@@ -121,3 +129,21 @@ def worker_factory(
 def enqueue(r: redis.Redis, worker: WorkerHandle) -> Callable[[bytes], Any]:
     enqueuer = Enqueuer(worker.settings(), r)
     return lambda raw: enqueuer.enqueue_bytes(raw)
+
+
+@pytest.fixture
+def in_process(
+    r: redis.Redis, state_url: str, broker_url: str, emulator: EmulatorThread
+) -> Iterator[Callable[..., InProcess]]:
+    """Build an in-process drain step with setting overrides (closed after the test)."""
+    built: list[InProcess] = []
+
+    def build(**overrides: str) -> InProcess:
+        env = base_env(state_url, broker_url, emulator.base_url, **overrides)
+        world = InProcess(settings_from_env(env), r)
+        built.append(world)
+        return world
+
+    yield build
+    for world in built:
+        world.close()

@@ -490,3 +490,48 @@ def emulator_url(proc: subprocess.Popen[bytes], out: Path, timeout: float = 20.0
 
     url: str = wait_for(listening, timeout, f"the emulator to print its URL in {out}")
     return url
+
+
+# --- In-process drain step (fast tier) -------------------------------------------------------
+
+
+class Recorder:
+    """A task publisher that records instead of sending: the drain step runs in the test."""
+
+    def __init__(self) -> None:
+        self.drains: list[str] = []
+        self.replies: list[Any] = []
+
+    def drain(self, thread_id: str) -> None:
+        self.drains.append(thread_id)
+
+    def reply(self, reply: Any) -> None:
+        self.replies.append(reply)
+
+
+class InProcess:
+    """Settings, the worker's own drain step, and the producers' submit, wired to one Redis."""
+
+    def __init__(self, settings: Settings, client: Any) -> None:
+        from producers.submit import Submitter
+        from worker.runtime import build_drain_step
+
+        self.settings = settings
+        self.published = Recorder()
+        self.step = build_drain_step(settings, client, self.published)
+        self._submitter = Submitter(settings, client, self.published)
+
+    def submit(self, raw: bytes) -> str:
+        """Parse, thread, dedupe and put an email in its inbox, as `triage enqueue` does."""
+        from producers.parse import parse_email
+
+        return self._submitter.submit(parse_email(raw)).thread_id
+
+    def close(self) -> None:
+        self.step.close()
+
+
+def stream_events(r: Any, *types: str) -> list[dict[str, Any]]:
+    """Every event payload in the stream (of the given types, if any), oldest first."""
+    found = [json.loads(f[b"payload"]) for _, f in r.xrange(keys.EVENTS)]
+    return [event for event in found if not types or event["type"] in types]

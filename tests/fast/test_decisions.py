@@ -8,14 +8,11 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import base_env, make_email, settings_from_env
+from helpers import make_email
 
 from common import keys
-from common.contract import ReplyTask
 from common.errors import ConfigError
 from common.settings import Settings, load_settings
-from producers.parse import parse_email
-from producers.submit import Submitter
 from worker.decide.bands import apply_question_policy, confidence_band
 from worker.decide.decision import language_tag, parse_decision
 from worker.decide.prompt import (
@@ -25,7 +22,6 @@ from worker.decide.prompt import (
     prompt_version,
 )
 from worker.events import parse_event
-from worker.runtime import build_drain_step
 from worker.state.review import ReviewError, ReviewLane
 
 BILLING = "I was charged twice for my subscription, please refund the duplicate payment."
@@ -51,14 +47,6 @@ fields:
 """
 
 
-class Recorder:
-    def drain(self, thread_id: str) -> None:
-        pass
-
-    def reply(self, reply: ReplyTask) -> None:
-        pass
-
-
 @pytest.fixture
 def taxonomy_file(tmp_path: Path) -> Path:
     path = tmp_path / "taxonomy.yaml"
@@ -67,16 +55,12 @@ def taxonomy_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def world(r: redis.Redis, state_url: str, broker_url: str, emulator: Any) -> Any:
+def world(in_process: Any) -> Any:
     """(settings, drain step, submit) in-process with setting overrides."""
 
     def build(**overrides: str) -> tuple[Settings, Any, Any]:
-        settings = settings_from_env(
-            base_env(state_url, broker_url, emulator.base_url, **overrides)
-        )
-        submitter = Submitter(settings, r, Recorder())
-        step = build_drain_step(settings, r, Recorder())
-        return settings, step, lambda raw: submitter.submit(parse_email(raw)).thread_id
+        built = in_process(**overrides)
+        return built.settings, built.step, built.submit
 
     return build
 
@@ -263,3 +247,41 @@ def test_corrections_join_the_prompt_as_examples_when_learning_is_on(r, world):
         return str(request["system"][0]["text"])
 
     assert "bent wheel" in system_text(learning) and "bent wheel" not in system_text(plain)
+
+
+def test_a_custom_category_and_an_extracted_order_number_reach_the_event(r, world, taxonomy_file):
+    """A taxonomy's own category and a declared field found in the email are in the event."""
+    _, step, submit = world(TRIAGE_TAXONOMY_FILE=str(taxonomy_file))
+    body = "Hello, I want to send back the jacket from order AB-12345 for returns, it is too small."
+    step.drain(submit(make_email("<cu-1@example.org>", body, subject="Returns")))
+    [event] = events(r)
+    assert event["category"] == "RETURNS"
+    assert event["fields"] == {"order_number": "AB-12345", "channel": None}
+    assert event["language"] == "en" and event["priority"] in ("urgent", "high", "normal", "low")
+
+
+def test_a_german_email_gets_a_german_question(r, in_process):
+    """The question is written in the customer's language."""
+    built = in_process()
+    step, submit, published = built.step, built.submit, built.published.replies
+    step.drain(
+        submit(make_email("<de-1@example.org>", "Hallo, mein Ding geht nicht. Können Sie helfen?"))
+    )
+    [question] = published
+    [event] = events(r)
+    assert event["language"] == "de"
+    assert any(word in question.question for word in ("Sie", "Ihre", "bitte", "Können"))
+
+
+def test_the_low_confidence_fault_sends_the_thread_to_review(r, world, emulator):
+    """A classification the emulator is unsure of (confidence 0.3) waits in the review lane."""
+    settings, step, submit = world()
+    emulator.configure(faults=[{"kind": "low_confidence", "match": "unsure"}])
+    thread_id = submit(make_email("<lc-1@example.org>", BILLING + " (unsure)"))
+    step.drain(thread_id)
+    [event] = events(r)
+    assert event["confidence"] == 0.3 and event["confidence_band"] == "low"
+    assert event["needs_review"] is True
+    assert [i.thread_id for i in ReviewLane(r, step.store, settings.events_maxlen).waiting()] == [
+        thread_id
+    ]

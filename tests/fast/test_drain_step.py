@@ -13,20 +13,15 @@ from typing import Any
 import jsonschema
 import pytest
 import redis
-from helpers import SEED_FIRST, SEED_REPLY, api_requests, base_env, make_email, settings_from_env
+from helpers import SEED_FIRST, SEED_REPLY, api_requests, make_email
 
 from common import keys
-from common.contract import ReplyTask
 from common.deadletters import DeadLetterStream
 from common.settings import Settings
 from emulator.config import FaultRule
-from emulator.server import EmulatorThread
-from producers.parse import parse_email
-from producers.submit import Submitter
 from worker.decide.drain import DrainStep
 from worker.decide.outcome import Outcome, OutcomeKind, StepResult
 from worker.events import parse_event
-from worker.runtime import build_drain_step
 from worker.state.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,42 +29,30 @@ BILLING = "I was charged twice for my subscription, please refund the duplicate 
 SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
 
 
-class Recorder:
-    """A task publisher that records instead of sending (the drain step runs in-process)."""
-
-    def __init__(self) -> None:
-        self.drains: list[str] = []
-        self.replies: list[ReplyTask] = []
-
-    def drain(self, thread_id: str) -> None:
-        self.drains.append(thread_id)
-
-    def reply(self, reply: ReplyTask) -> None:
-        self.replies.append(reply)
+@pytest.fixture
+def world(in_process: Any) -> Any:
+    """The drain step and submit path, as the worker and `triage enqueue` build them."""
+    return in_process()
 
 
 @pytest.fixture
-def settings(state_url: str, broker_url: str, emulator: EmulatorThread) -> Settings:
-    """Settings as a worker gets them, pointed at the private Redis and the emulator."""
-    return settings_from_env(base_env(state_url, broker_url, emulator.base_url))
+def settings(world: Any) -> Settings:
+    return world.settings  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def published() -> Recorder:
-    return Recorder()
+def published(world: Any) -> Any:
+    return world.published
 
 
 @pytest.fixture
-def step(settings: Settings, r: redis.Redis, published: Recorder) -> DrainStep:
-    """The drain step, built by the worker's own factory."""
-    return build_drain_step(settings, r, published)
+def step(world: Any) -> DrainStep:
+    return world.step  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def submit(settings: Settings, r: redis.Redis, published: Recorder) -> Any:
-    """Submit a raw email the way `triage enqueue` does; returns its thread id."""
-    submitter = Submitter(settings, r, published)
-    return lambda raw: submitter.submit(parse_email(raw)).thread_id
+def submit(world: Any) -> Any:
+    return world.submit
 
 
 def stream_events(r: redis.Redis) -> list[dict[str, Any]]:
@@ -175,13 +158,13 @@ def test_a_refusal_escalates_without_touching_the_array(r, step, submit, emulato
 
 
 def test_a_stale_commit_is_rejected_and_the_next_round_redoes_the_work(
-    r, step, submit, settings, emulator
+    r, step, submit, settings, emulator, in_process
 ):
     """A drainer whose snapshot went stale commits nothing; a fresh round decides on everything."""
     thread_id = submit(make_email("<st-1@example.org>", BILLING))
     stale = step.store.snapshot(thread_id)
     # Another drainer gets there first: it decides on the same email and bumps the version.
-    other = build_drain_step(settings, redis.Redis.from_url(settings.redis_url), Recorder())
+    other = in_process().step  # another drainer, with its own connections
     assert other.drain(thread_id) == [Outcome(OutcomeKind.CLASSIFIED, category="BILLING")]
     assert step.step(stale) == StepResult(None, False)
     assert len(stream_events(r)) == 1  # nothing doubled

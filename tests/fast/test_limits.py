@@ -11,44 +11,22 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import SEED_FIRST, api_requests, base_env, make_email, settings_from_env
+from helpers import SEED_FIRST, api_requests, make_email
 
 from common import keys
-from common.contract import ReplyTask
-from producers.parse import parse_email
-from producers.submit import Submitter
 from worker.decide.limits import quotes_our_question, subject_loop
 from worker.decide.outcome import Outcome, OutcomeKind
-from worker.runtime import build_drain_step
 
 BILLING = "I was charged twice for my subscription, please refund the duplicate payment."
 
 
-class Recorder:
-    """A task publisher that records the questions instead of sending them."""
-
-    def __init__(self) -> None:
-        self.replies: list[ReplyTask] = []
-
-    def drain(self, thread_id: str) -> None:
-        pass
-
-    def reply(self, reply: ReplyTask) -> None:
-        self.replies.append(reply)
-
-
 @pytest.fixture
-def world(r: redis.Redis, state_url: str, broker_url: str, emulator: Any) -> Any:
-    """Build (drain step, submit, published questions) with setting overrides."""
+def world(in_process: Any) -> Any:
+    """(drain step, submit, recorded questions) with setting overrides."""
 
-    def build(**overrides: str) -> tuple[Any, Any, Recorder]:
-        settings = settings_from_env(
-            base_env(state_url, broker_url, emulator.base_url, **overrides)
-        )
-        published = Recorder()
-        step = build_drain_step(settings, r, published)
-        submitter = Submitter(settings, r, published)
-        return step, (lambda raw: submitter.submit(parse_email(raw)).thread_id), published
+    def build(**overrides: str) -> tuple[Any, Any, Any]:
+        built = in_process(**overrides)
+        return built.step, built.submit, built.published
 
     return build
 

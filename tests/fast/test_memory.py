@@ -6,36 +6,21 @@ import time
 from typing import Any
 
 import pytest
-import redis
-from helpers import base_env, make_email, settings_from_env
+from helpers import make_email
 
 from common import keys
-from common.contract import ReplyTask
-from producers.parse import parse_email
-from producers.submit import Submitter
 from worker.decide.outcome import Outcome, OutcomeKind
-from worker.runtime import build_drain_step
 from worker.state.compaction import Compactor
 from worker.state.retention import Retention, min_id, trim
 
 BILLING = "I was charged twice for my subscription, please refund the duplicate payment."
 
 
-class Recorder:
-    def drain(self, thread_id: str) -> None:
-        pass
-
-    def reply(self, reply: ReplyTask) -> None:
-        pass
-
-
 @pytest.fixture
-def pipeline(r: redis.Redis, state_url: str, broker_url: str, emulator: Any) -> Any:
+def pipeline(in_process: Any) -> Any:
     """(drain step, submit) in-process, as in test_drain_step.py."""
-    settings = settings_from_env(base_env(state_url, broker_url, emulator.base_url))
-    step = build_drain_step(settings, r, Recorder())
-    submitter = Submitter(settings, r, Recorder())
-    return step, lambda raw: submitter.submit(parse_email(raw)).thread_id
+    built = in_process()
+    return built.step, built.submit
 
 
 def working_keys(thread_id: str) -> list[str]:

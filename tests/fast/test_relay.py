@@ -7,39 +7,23 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import SEED_FIRST, base_env, make_email, settings_from_env
+from helpers import SEED_FIRST, make_email
 
 from common import keys
-from common.contract import EmailPayload, ReplyTask
+from common.contract import EmailPayload
 from emulator.config import FaultRule
-from producers.parse import parse_email
-from producers.submit import Submitter
 from worker.reply.send_guard import SAFE_QUESTION
-from worker.runtime import build_drain_step
 
 PHISH = "Your account is locked: verify it at secure-login.example/verify within 24 hours"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.replies: list[ReplyTask] = []
-
-    def drain(self, thread_id: str) -> None:
-        pass
-
-    def reply(self, reply: ReplyTask) -> None:
-        self.replies.append(reply)
-
-
 @pytest.fixture
-def world(r: redis.Redis, state_url: str, broker_url: str, emulator: Any) -> Any:
-    def build(**overrides: str) -> tuple[Any, Any, Recorder]:
-        env = base_env(state_url, broker_url, emulator.base_url, **overrides)
-        settings = settings_from_env(env)
-        published = Recorder()
-        submitter = Submitter(settings, r, published)
-        step = build_drain_step(settings, r, published)
-        return step, (lambda raw: submitter.submit(parse_email(raw)).thread_id), published
+def world(in_process: Any) -> Any:
+    """(drain step, submit, recorded questions) with setting overrides."""
+
+    def build(**overrides: str) -> tuple[Any, Any, Any]:
+        built = in_process(**overrides)
+        return built.step, built.submit, built.published
 
     return build
 
@@ -73,7 +57,7 @@ def test_a_domainless_from_gets_no_question(r, world):
 
     The parser already rejects such mail; the worker checks again, whatever producer (JSONL, a
     public task) put the payload in the inbox."""
-    step, submit, published = world()
+    step, _, published = world()
     payload = EmailPayload(
         message_id="<ceo-1@example.org>", thread_id="tceo", from_addr="ceo", text=SEED_FIRST
     )

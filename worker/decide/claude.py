@@ -83,6 +83,10 @@ class ClaudeClient:
     def __init__(self, client: anthropic.Anthropic) -> None:
         self._client = client
 
+    def close(self) -> None:
+        """Close the SDK's HTTP connections (a worker keeps its client for its lifetime)."""
+        self._client.close()
+
     def call(self, request: dict[str, Any], prior: Usage) -> CallResult:
         """One `messages.create`; `prior` is the thread's usage so far, for the log line."""
         started = time.perf_counter()
@@ -173,6 +177,14 @@ class BatchClient:
         except anthropic.AnthropicError as exc:
             raise translate(exc) from exc
         return batch.processing_status, batch.request_counts.model_dump()
+
+    def cancel(self, batch_id: str) -> None:
+        """Ask the API to stop processing a batch (requests not yet processed are not billed)."""
+        try:
+            self._client.messages.batches.cancel(batch_id)
+        except anthropic.AnthropicError as exc:
+            raise translate(exc) from exc
+        log.info("claude.batch_canceled", batch_id=batch_id)
 
     def results(self, batch_id: str) -> Iterator[BatchItem]:
         try:

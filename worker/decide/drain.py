@@ -71,6 +71,10 @@ class DrainStep:
     def store(self) -> ThreadStore:
         return self._store
 
+    def close(self) -> None:
+        """Release the SDK client's connections (tools and tests that build many drain steps)."""
+        self._claude.close()
+
     @property
     def settings(self) -> Settings:
         """The settings decisions are made with (learned examples included, when on)."""
