@@ -18,6 +18,8 @@ from common import keys
 from common.connections import as_text
 from common.contract import THREAD_STATUSES
 
+PRIORITIES = ("urgent", "high", "normal", "low")
+
 #: How long one blocking XREAD waits before checking the follow deadline again.
 BLOCK_MS = 500
 
@@ -33,9 +35,19 @@ def _when(value: str | float | None) -> str:
 
 
 def iter_threads(
-    client: redis.Redis, status: str | None, category: str | None, batch: int = 200
+    client: redis.Redis,
+    status: str | None,
+    category: str | None,
+    batch: int = 200,
+    **match: str | None,
 ) -> Iterator[dict[str, str]]:
-    """Threads newest first (by last update), with their meta, filtered by status / category."""
+    """Threads newest first (by last update), with their meta, filtered by status / category and
+    by exact meta values in `match` (e.g. priority, language; None: any). Packed (idle) threads
+    are read without being restored."""
+    from worker.state.compaction import Compactor
+
+    compactor = Compactor(client)
+    wanted = {name: value.lower() for name, value in match.items() if value}
     start = 0
     while True:
         ids = [as_text(i) for i in client.zrevrange(keys.THREADS, start, start + batch - 1)]
@@ -45,13 +57,18 @@ def iter_threads(
         for thread_id in ids:
             pipe.hgetall(keys.thread_meta(thread_id))
         for thread_id, raw in zip(ids, pipe.execute(), strict=True):
-            if not raw:
-                continue  # expired since it was listed
             meta = {as_text(k): as_text(v) for k, v in raw.items()}
+            if not meta:
+                packed = compactor.peek(thread_id)
+                if packed is None:
+                    continue  # expired since it was listed
+                meta = dict(packed["meta"])
             meta.setdefault("status", "new")
             if status and meta["status"] != status:
                 continue
             if category and meta.get("category", "").upper() != category.upper():
+                continue
+            if any(meta.get(name, "").lower() != value for name, value in wanted.items()):
                 continue
             yield {"thread_id": thread_id, **meta}
         start += batch
@@ -82,7 +99,7 @@ def typed_meta(meta: dict[str, str]) -> dict[str, Any]:
                 typed[name] = int(value)
             elif name in FLOAT_FIELDS:
                 typed[name] = float(value)
-            elif name == "references":
+            elif name in ("references", "fields"):
                 typed[name] = json.loads(value)
             else:
                 typed[name] = value
@@ -122,9 +139,20 @@ def check_filters(status: str | None, category: str | None, categories: list[str
 @click.command("list")
 @click.option("--status", help=f"Only threads with this status: {', '.join(THREAD_STATUSES)}.")
 @click.option("--category", help="Only threads classified into this category.")
+@click.option(
+    "--priority", type=click.Choice(PRIORITIES, case_sensitive=False), help="Only this priority."
+)
+@click.option("--language", help="Only threads in this language (BCP 47 code, e.g. de).")
 @click.option("--limit", default=50, show_default=True, help="At most this many threads.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def thread_list(status: str | None, category: str | None, limit: int, as_json: bool) -> None:
+def thread_list(
+    status: str | None,
+    category: str | None,
+    priority: str | None,
+    language: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Threads, most recently updated first."""
     from triage.resources import open_redis, settings_or_exit
 
@@ -133,7 +161,7 @@ def thread_list(status: str | None, category: str | None, limit: int, as_json: b
     client = open_redis(settings)
     shown = 0
     try:
-        for meta in iter_threads(client, status, category):
+        for meta in iter_threads(client, status, category, priority=priority, language=language):
             if shown >= limit:
                 break
             if as_json:

@@ -54,3 +54,24 @@ def test_config_show_prints_prompt_schema_and_version(r, worker):
     config = json.loads(shown.stdout)
     assert len(config["prompt_version"]) == 12 and "BILLING" in config["system_prompt"]
     assert "priority" in config["schema"]["properties"]
+
+
+def test_thread_list_filters_by_priority_and_language(r, emulator, worker, enqueue):
+    """`thread list --priority/--language` select on the decision's fields; JSON shows them."""
+    english = enqueue(make_email("<pl-1@example.org>", BILLING)).thread_id
+    german = enqueue(
+        make_email("<pl-2@example.org>", "Ich wurde zweimal abgebucht, bitte um Erstattung.")
+    ).thread_id
+    wait_for(lambda: len(events(r)) >= 2, what="two decisions")
+    by_language = run_triage("thread", "list", "--language", "de", "--json", env=worker.env)
+    assert by_language.returncode == 0, by_language.stderr
+    [row] = [json.loads(line) for line in by_language.stdout.splitlines()]
+    assert row["thread_id"] == german and row["language"] == "de"
+    assert isinstance(row["fields"], dict) and row["priority"] == "urgent"
+    urgent = run_triage("thread", "list", "--priority", "urgent", "--json", env=worker.env)
+    assert {json.loads(line)["thread_id"] for line in urgent.stdout.splitlines()} == {
+        english,
+        german,
+    }
+    none = run_triage("thread", "list", "--priority", "low", "--json", env=worker.env)
+    assert none.returncode == 0 and none.stdout == ""
