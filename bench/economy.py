@@ -23,9 +23,12 @@ calls from the first pruned one on, the input tokens, cache writes and reads and
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -207,6 +210,110 @@ def run_long_thread(
     }
 
 
+TAXONOMY_TOPICS = [
+    ("BILLING", "charges, invoices, refunds, payment methods, subscriptions and plans"),
+    ("SHIPPING", "deliveries, tracking numbers, couriers, lost, late or damaged parcels"),
+    ("RETURNS", "sending an item back, return labels, exchanges and return deadlines"),
+    ("ACCOUNT_ACCESS", "log-in problems, passwords, two-factor codes, locked accounts"),
+    ("TECHNICAL", "errors, crashes, bugs in the app or the website, performance problems"),
+    ("ORDERS", "changing or cancelling an order, missing items, wrong items"),
+    ("PRODUCT_INFO", "questions about sizes, materials, compatibility, availability"),
+    ("PRIVACY", "personal data, deletion requests, marketing consent, GDPR requests"),
+    ("WARRANTY", "repairs, defects after some months of use, warranty claims"),
+    ("BUSINESS", "wholesale, partnerships, invoices for companies, VAT numbers"),
+    ("FEEDBACK", "praise, complaints about service, suggestions for the product"),
+    ("OTHER", "anything clear that fits none of the categories above"),
+]
+EXAMPLE_LINES = [
+    "I was charged twice this month for the same plan and would like one payment back",
+    "My parcel has shown 'in transit' for nine days and the courier does not answer",
+    "The app closes as soon as I open the settings page on my phone since the update",
+]
+
+
+def write_taxonomy(path: Path) -> Path:
+    """A realistic taxonomy: 12 categories, each with a description and three examples."""
+    lines = ["categories:"]
+    for name, description in TAXONOMY_TOPICS:
+        lines += [f"  - name: {name}", f"    description: {description}", "    examples:"]
+        lines += [f'      - "{example} ({name.lower()})"' for example in EXAMPLE_LINES]
+    lines += [
+        "fields:",
+        "  - name: order_number",
+        "    type: string",
+        "    description: the order number the customer gives, if any",
+        '    pattern: "^[A-Z]{2}-[0-9]{4,8}$"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_taxonomy(base: str, emulator_url: str, emails: int, mode: str) -> dict[str, Any]:
+    """First-turn emails under a realistic taxonomy; `mode`: caching with the system-prompt
+    breakpoint ("system+auto"), the automatic breakpoint only ("auto"), or no caching ("off")."""
+    state = f"{base}/11"
+    client = redis.Redis.from_url(state)
+    client.flushdb()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(
+            {
+                "TRIAGE_REDIS_URL": state,
+                "TRIAGE_BROKER_URL": f"{base}/12",
+                "ANTHROPIC_API_KEY": "sk-bench",
+                "ANTHROPIC_BASE_URL": emulator_url,
+                "TRIAGE_PROMPT_CACHING": "false" if mode == "off" else "true",
+                "TRIAGE_CACHE_SYSTEM_PROMPT": "true" if mode == "system+auto" else "false",
+                "TRIAGE_TAXONOMY_FILE": str(write_taxonomy(Path(tmp) / "taxonomy.yaml")),
+                "TRIAGE_LOOP_ANSWER_SECONDS": "0",
+                "TRIAGE_MAX_QUESTIONS_PER_RECIPIENT_PER_DAY": "1000000",
+            }
+        )
+        settings = Settings()
+    publisher = NoPublisher()
+    drain_step = build_drain_step(
+        settings, client, publisher, limiter=RateLimiter(client, 0, 0, 1.0, 0)
+    )
+    submitter = Submitter(settings, client, publisher)
+    ledger = Ledger(client, settings.prices, settings.thread_ttl_seconds)
+    usage = Usage()
+    for i in range(emails):
+        body = f"{EXAMPLE_LINES[i % 3]}. Case {i}." + filler(40)
+        raw = raw_email(f"<tax-{i}-{mode}@example.org>", body, None, "")
+        thread_id = submitter.submit(parse_email(raw)).thread_id
+        drain_step.drain(thread_id)
+        usage = usage + Usage.from_mapping(ledger.thread(thread_id))
+    drain_step.close()
+    today = dt.datetime.now(dt.UTC).date()
+    # Every call of this run: the database was flushed first (a run across midnight sums 2 days).
+    cost = ledger.totals(today - dt.timedelta(days=1)).total.get("cost_micro_usd", 0) / 1e6
+    return {
+        "caching": mode,
+        "emails": emails,
+        "input_tokens": usage.input_tokens,
+        "cache_write_tokens": usage.cache_creation_input_tokens,
+        "cache_read_tokens": usage.cache_read_input_tokens,
+        "cost_usd_per_1000_emails": round(cost * 1000 / emails, 4),
+    }
+
+
+def main_taxonomy(args: argparse.Namespace) -> None:
+    rows = []
+    with EmulatorThread(EmulatorConfig(cache_min_tokens=1024)) as emulator, redis_base() as base:
+        for mode in ("system+auto", "auto", "off"):
+            emulator.reset()
+            row = run_taxonomy(base, emulator.base_url, args.emails, mode)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    print("caching       input tok  cache write  cache read  $ per 1,000 first-turn emails")
+    for row in rows:
+        print(
+            f"{row['caching']:<13} {row['input_tokens']:<10} "
+            f"{row['cache_write_tokens']:<12} {row['cache_read_tokens']:<11} "
+            f"{row['cost_usd_per_1000_emails']:.4f}"
+        )
+
+
 def main_long_thread(args: argparse.Namespace) -> None:
     words = args.body_words[0] if args.body_words else 300
     rows = []
@@ -231,10 +338,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=10)
     parser.add_argument("--body-words", type=int, nargs="+", default=None)
     parser.add_argument("--long-thread", action="store_true", help="measure history pruning")
+    parser.add_argument(
+        "--taxonomy", action="store_true", help="measure the system-prompt cache breakpoint"
+    )
+    parser.add_argument("--emails", type=int, default=200, help="first-turn emails (--taxonomy)")
     parser.add_argument("--turns", type=int, default=50, help="turns of the --long-thread thread")
     parser.add_argument("--budget", type=int, default=6000, help="--long-thread history budget")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if args.taxonomy:
+        main_taxonomy(args)
+        return
     if args.long_thread:
         main_long_thread(args)
         return

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
         description="Subject characters kept at ingestion (longer ones end with […]).",
     )
     prompt_caching: bool = True
+    # An explicit cache breakpoint at the end of the system prompt (shared by every thread), on
+    # top of the automatic one on the conversation; only with TRIAGE_PROMPT_CACHING.
+    cache_system_prompt: bool = True
     api_timeout_seconds: float = Field(default=60.0, gt=0)
     api_max_retries: int = Field(default=2, ge=0, le=10)
     task_max_attempts: int = Field(default=5, ge=1, le=100)

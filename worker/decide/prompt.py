@@ -149,7 +149,7 @@ def system_blocks(settings: Settings, template: str) -> list[dict[str, Any]]:
         "type": "text",
         "text": system_prompt(template, settings.categories, settings.fields),
     }
-    if settings.prompt_caching:
+    if settings.prompt_caching and settings.cache_system_prompt:
         block["cache_control"] = {"type": "ephemeral"}
     return [block]
 
