@@ -8,6 +8,7 @@ COPY worker ./worker
 COPY producers ./producers
 COPY emulator ./emulator
 COPY triage ./triage
+COPY evaluation ./evaluation
 RUN pip install --no-cache-dir . && useradd --create-home triage
 USER triage
 CMD ["triage", "worker"]

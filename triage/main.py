@@ -34,7 +34,10 @@ LAZY_COMMANDS = {
     "events": ("triage.ops", "events"),
     "review": ("triage.review", "review"),
     "config": ("triage.config_show", "config"),
+    "webhooks": ("triage.webhooks", "webhooks"),
     "eval": ("evaluation.command", "eval_command"),
+    "serve": ("triage.serve", "serve_command"),
+    "imap": ("triage.imap", "imap_command"),
 }
 
 
@@ -110,15 +113,16 @@ def run(exit_when_drained: bool, timeout: float) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
-    """Start a Celery worker on both queues (extra arguments go to `celery worker`)."""
-    from worker.app import create_app
+    """Start a Celery worker on queues triage, replies and ingest (extra arguments go to
+    `celery worker`)."""
+    from intake.worker_app import create_app
 
     settings = settings_or_exit()
     try:
         app = create_app(settings)
     except ConfigError as exc:
         raise BadSetting(str(exc)) from None
-    argv = ["worker", "-Q", "triage,replies", "--loglevel", settings.log_level, *celery_args]
+    argv = ["worker", "-Q", "triage,replies,ingest", "--loglevel", settings.log_level, *celery_args]
     app.worker_main(argv)
 
 

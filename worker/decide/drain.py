@@ -17,10 +17,8 @@ import structlog
 from common.errors import InvalidDecision, Permanent, RetryLater, Truncated
 from common.publish import TaskPublisher
 from common.settings import Settings
-from worker.decide.bands import apply_question_policy
 from worker.decide.claude import CallResult, ClaudeClient
 from worker.decide.conversation import check_alternation, user_turn
-from worker.decide.decision import Decision, parse_decision
 from worker.decide.limits import Limits, thread_cap
 from worker.decide.outcome import BatchApplied, Outcome, OutcomeKind, StepResult
 from worker.decide.pending import Pending, no_question_reason, partition
@@ -28,6 +26,7 @@ from worker.decide.plan import Answer, dead_letter_commit, decision_commit, limi
 from worker.decide.prompt import build_request, load_template, prompt_version
 from worker.decide.pruning import prune
 from worker.decide.ratelimit import RateLimiter, estimate_input_tokens
+from worker.decide.verdict import read_result, retry_budget
 from worker.observe import metrics
 from worker.state.commit import Commit, CommitResult
 from worker.state.ledger import Charge, Ledger
@@ -37,9 +36,7 @@ from worker.state.usage import Usage
 
 log = structlog.get_logger("worker.decide.drain")
 
-TRUNCATED_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 MAX_ROUNDS = 25
-MAX_TOKENS_CEILING = 64_000
 #: A rate-limit wait longer than this refreshes the drainer's flag before the call.
 REFRESH_AFTER_WAIT_SECONDS = 1.0
 
@@ -231,20 +228,11 @@ class DrainStep:
             self._ledger.record(thread_id, result.model, "STALE", result.usage, batch=True)
             return BatchApplied(None, True)
         no_question = no_question_reason(pending.emails, snapshot.clarifications, self._settings)
-        decision: Decision | None = None
-        if result.stop_reason == "end_turn":
-            try:
-                decision = self._parse(result.text, no_question is None)
-            except InvalidDecision:
-                self._ledger.record(thread_id, result.model, "INVALID", result.usage, batch=True)
-                return BatchApplied(None, True)
-            label = "CLARIFY" if decision.is_clarify else decision.category
-            self._ledger.record(thread_id, result.model, label, result.usage, batch=True)
-        elif result.stop_reason == "refusal":
-            self._ledger.record(thread_id, result.model, "ESCALATED", result.usage, batch=True)
-        else:
-            self._ledger.record(thread_id, result.model, "TRUNCATED", result.usage, batch=True)
-            return BatchApplied(None, True)
+        verdict = read_result(result, self._settings, no_question is None)
+        self._ledger.record(thread_id, result.model, verdict.label, result.usage, batch=True)
+        if verdict.kind not in ("decision", "refusal"):
+            return BatchApplied(None, True)  # the queue redoes it (truncated, invalid, ...)
+        decision = verdict.decision
         answer = Answer(result, decision, result.usage, 1)
         messages = [user_turn(pending.emails, self._settings.max_turn_chars)]
         with structlog.contextvars.bound_contextvars(thread_id=thread_id, email_ids=email_ids):
@@ -296,14 +284,6 @@ class DrainStep:
         metrics.record_emails("duplicate", pending.duplicates)
         metrics.record_emails("dead_lettered", dead_lettered or len(pending.dead_letters))
 
-    def _parse(self, text: str, may_clarify: bool) -> Decision:
-        """The decision, with the taxonomy's fields checked and its question policy applied."""
-        settings = self._settings
-        decision = parse_decision(text, settings.category_names, may_clarify, settings.fields)
-        if decision.dropped_fields:
-            log.warning("drain.field_dropped", fields=decision.dropped_fields)
-        return apply_question_policy(decision, settings)
-
     def _ask(
         self,
         thread_id: str,
@@ -327,27 +307,20 @@ class DrainStep:
                 self._store.touch_schedule(thread_id, self._settings.visibility_timeout_seconds)
             result = self._claude.call(request, prior + spent)
             spent = spent + result.usage
-            if result.stop_reason == "end_turn":
-                try:
-                    decision = self._parse(result.text, may_clarify)
-                except InvalidDecision:
-                    charges.append(self._ledger.charge(result.model, "INVALID", result.usage))
-                    raise
-                label = "CLARIFY" if decision.is_clarify else decision.category
-                charges.append(self._ledger.charge(result.model, label, result.usage))
-                return Answer(result, decision, spent, calls)
-            if result.stop_reason == "refusal":
-                charges.append(self._ledger.charge(result.model, "ESCALATED", result.usage))
+            verdict = read_result(result, self._settings, may_clarify)
+            charges.append(self._ledger.charge(result.model, verdict.label, result.usage))
+            if verdict.kind == "decision" and verdict.decision is not None:
+                if verdict.decision.dropped_fields:
+                    log.warning("drain.field_dropped", fields=verdict.decision.dropped_fields)
+                return Answer(result, verdict.decision, spent, calls)
+            if verdict.kind == "refusal":
                 return Answer(result, None, spent, calls)
-            truncated = result.stop_reason in TRUNCATED_STOPS
-            label = "TRUNCATED" if truncated else "UNEXPECTED_STOP"
-            charges.append(self._ledger.charge(result.model, label, result.usage))
-            if not truncated:
-                raise Permanent(
-                    f"unexpected stop_reason {result.stop_reason!r}", reason="unexpected_stop"
-                )
+            if verdict.kind == "invalid":
+                raise InvalidDecision(verdict.error)
+            if verdict.kind == "unexpected_stop":
+                raise Permanent(verdict.error, reason="unexpected_stop")
             log.warning("drain.truncated", stop_reason=result.stop_reason, max_tokens=budget)
-            budget = min(budget * 2, MAX_TOKENS_CEILING)
+            budget = retry_budget(budget)
         raise Truncated(f"reply truncated twice (stop_reason {result.stop_reason!r})")
 
     def _within_budget(self, messages: list[Turn], may_clarify: bool) -> list[Turn]:

@@ -219,7 +219,7 @@ class ReviewLane:
                 "emails": emails,
                 "expected": {
                     "category": example["category"],
-                    "clarify": False,
+                    "clarify": None,  # unknown: the first move was not reviewed
                     "fields": example["fields"],
                 },
                 "note": example["note"]
