@@ -9,6 +9,7 @@ COPY producers ./producers
 COPY emulator ./emulator
 COPY triage ./triage
 COPY evaluation ./evaluation
+COPY intake ./intake
 RUN pip install --no-cache-dir . && useradd --create-home triage
 USER triage
 CMD ["triage", "worker"]

@@ -16,7 +16,14 @@ from kombu.entity import Exchange, Queue
 
 from common.broker import transport_for
 from common.connections import client_options, ssl_options
-from common.contract import QUEUE_REPLIES, QUEUE_TRIAGE, TASK_DRAIN, TASK_SEND_REPLY
+from common.contract import (
+    QUEUE_INGEST,
+    QUEUE_REPLIES,
+    QUEUE_TRIAGE,
+    TASK_DRAIN,
+    TASK_INGEST,
+    TASK_SEND_REPLY,
+)
 from common.settings import Settings
 
 
@@ -57,6 +64,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             TASK_DRAIN: {"queue": QUEUE_TRIAGE},
             TASK_SEND_REPLY: {"queue": QUEUE_REPLIES},
+            # Declared only by the app that registers it (intake.worker_app): a worker without
+            # the task never consumes its queue (an unregistered task would be discarded).
+            TASK_INGEST: {"queue": QUEUE_INGEST},
         },
         "task_time_limit": settings.task_time_limit_seconds,
         "task_soft_time_limit": max(5, settings.task_time_limit_seconds - 15),

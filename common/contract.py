@@ -13,9 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 QUEUE_TRIAGE = "triage"
 QUEUE_REPLIES = "replies"
+#: The public way in for Celery clients (`triage.ingest_email`), consumed by `triage worker`.
+QUEUE_INGEST = "ingest"
 
 TASK_DRAIN = "triage.drain_thread"
 TASK_SEND_REPLY = "triage.send_reply"
+#: One email in (raw MIME as base64, or the JSON schema): see docs/intake.md.
+TASK_INGEST = "triage.ingest_email"
 
 #: A thread's status (meta field `status`): what its last step left it waiting for.
 STATUS_NEW = "new"  # nothing decided yet (no meta)

@@ -138,3 +138,112 @@ BACKLOG_ACTIVE = f"{PREFIX}:backlog:active"
 def backlog_batch(batch_id: str) -> str:
     """Hash thread_id -> JSON {version, email_ids} that a batch's requests were built from."""
     return f"{PREFIX}:backlog:batch:{batch_id}"
+
+
+def imap_cursor(mailbox: str) -> str:
+    """Hash of one watched IMAP folder (`mailbox` names account and folder, hashed by the caller):
+    `uidvalidity` and `last_uid` (every UID up to it is enqueued), `name` for people."""
+    return f"{PREFIX}:imap:{mailbox}"
+
+
+# Outbound webhooks (`worker.deliver`), per subscription name (`common.webhooks`).
+
+
+def webhook_group(name: str) -> str:
+    """The consumer group on EVENTS whose cursor says how far a subscription's fan-out read."""
+    return f"{PREFIX}:webhook:{name}"
+
+
+def webhook_due(name: str) -> str:
+    """Sorted set thread_id -> when the head of its deliveries is due (or its lease ends)."""
+    return f"{PREFIX}:webhook:{name}:due"
+
+
+def webhook_thread_prefix(name: str) -> str:
+    """Prefix of `webhook_thread` (the fan-out script appends the thread id)."""
+    return f"{PREFIX}:webhook:{name}:thread:"
+
+
+def webhook_thread(name: str, thread_id: str) -> str:
+    """List of one thread's deliveries not yet done (JSON items), oldest first."""
+    return f"{webhook_thread_prefix(name)}{thread_id}"
+
+
+def webhook_leases(name: str) -> str:
+    """Hash thread_id -> token of the lane delivering its head (fences late settles)."""
+    return f"{PREFIX}:webhook:{name}:leases"
+
+
+def webhook_attempts(name: str) -> str:
+    """Hash event id -> failed attempts so far of a delivery still to do."""
+    return f"{PREFIX}:webhook:{name}:attempts"
+
+
+# Reprocessing runs (`triage reprocess`, docs/reprocessing.md) and the shadow run: every key of a
+# run carries its name and expires `TRIAGE_REPROCESS_RETENTION_DAYS` after its last write.
+
+#: Sorted set run name -> when it was created: every run kept.
+RUNS = f"{PREFIX}:runs"
+#: The consumer group on EVENTS whose cursor says how far the shadow run has read.
+SHADOW_GROUP = f"{PREFIX}:shadow"
+
+
+def run_meta(name: str) -> str:
+    """Hash: the run's configuration (`spec`), source, status and counters (calls, tokens,
+    cost in micro-USD, emails decided)."""
+    return f"{PREFIX}:run:{name}"
+
+
+def run_todo(name: str) -> str:
+    """Hash item -> JSON plan: the live thread and version it is based on, its email ids."""
+    return f"{PREFIX}:run:{name}:todo"
+
+
+def run_input(name: str) -> str:
+    """Hash item -> the emails of a backlog item (compressed JSON), until the run finishes."""
+    return f"{PREFIX}:run:{name}:input"
+
+
+def run_msgids(name: str) -> str:
+    """Hash Message-ID digest -> item: the run's own dedupe and threading of a backlog."""
+    return f"{PREFIX}:run:{name}:msgids"
+
+
+def run_decisions(name: str) -> str:
+    """Hash item -> JSON record of the run's decision on it (what diff and apply read)."""
+    return f"{PREFIX}:run:{name}:decisions"
+
+
+def run_index(name: str) -> str:
+    """Sorted set item -> when it was decided (order; the shadow run's retention)."""
+    return f"{PREFIX}:run:{name}:index"
+
+
+def run_batches(name: str) -> str:
+    """Hash Message Batch id -> JSON {item: max_tokens} of a batch not yet applied (resume)."""
+    return f"{PREFIX}:run:{name}:batches"
+
+
+def run_events(name: str) -> str:
+    """Stream of the run's `run_decision` events (never `triage:events`)."""
+    return f"{PREFIX}:run:{name}:events"
+
+
+def run_applied(name: str) -> str:
+    """Hash thread id -> JSON of the decision `triage reprocess apply` promoted to it."""
+    return f"{PREFIX}:run:{name}:applied"
+
+
+def run_keys(name: str) -> list[str]:
+    """Every key of one run (delete, retention)."""
+    return [
+        run_meta(name),
+        run_todo(name),
+        run_input(name),
+        run_msgids(name),
+        run_decisions(name),
+        run_index(name),
+        run_batches(name),
+        run_events(name),
+        run_applied(name),
+    ]

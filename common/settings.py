@@ -24,7 +24,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from common.connections import tls_url
 from common.errors import ConfigError
 from common.prices import DEFAULT_PRICES, ModelPrice
+from common.runconfig import RunConfigError, load_run_config
 from common.taxonomy import Category, FieldSpec, TaxonomyError, load_taxonomy
+from common.webhooks import DEFAULT_NAME as DEFAULT_WEBHOOK
+from common.webhooks import (
+    Subscription,
+    WebhooksFileError,
+    check_secret,
+    check_url,
+    load_webhooks_file,
+    parse_events,
+)
 
 ENV_PREFIX = "TRIAGE_"
 LABEL_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
@@ -174,6 +184,67 @@ class Settings(BaseSettings):
     # `celery events`: worker_send_task_events and task_send_sent_event.
     task_events: bool = True
 
+    # The HTTP intake (`triage serve`, docs/intake.md): where it listens, who may post to
+    # /v1/emails (bearer tokens, comma-separated), when it answers 503 instead of accepting.
+    intake_host: str = "127.0.0.1"
+    intake_port: int = Field(default=8080, ge=0, le=65535)
+    intake_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    intake_max_queue: int = Field(default=10_000, ge=0)
+    intake_retry_after_seconds: int = Field(default=30, ge=1)
+    # Provider webhooks: each endpoint is closed (404) until its credential is set.
+    mailgun_signing_key: SecretStr | None = None
+    sendgrid_public_key: str | None = None
+    sendgrid_username: str | None = None
+    sendgrid_password: SecretStr | None = None
+    postmark_username: str | None = None
+    postmark_password: SecretStr | None = None
+    # Signed webhooks (Mailgun, SendGrid) older or newer than this are refused (replays).
+    webhook_max_age_seconds: int = Field(default=300, ge=10)
+    # The IMAP watcher (`triage imap`): one account, one or more folders.
+    imap_host: str | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_tls: Literal["implicit", "starttls", "none"] = "implicit"
+    imap_tls_verify: bool = True
+    imap_ca_file: Path | None = None
+    imap_folders: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["INBOX"])
+    imap_after: Literal["flag", "move", "none"] = "flag"
+    imap_flag: str = "\\Seen"
+    imap_move_to: str = "Triaged"
+    imap_batch_size: int = Field(default=50, ge=1, le=1000)
+    imap_idle: bool = True
+    imap_idle_seconds: float = Field(default=300.0, ge=1, le=1740)
+    imap_poll_seconds: float = Field(default=30.0, gt=0)
+    imap_timeout_seconds: float = Field(default=60.0, gt=0)
+    imap_reconnect_max_seconds: float = Field(default=300.0, gt=0)
+
+    # Outbound event webhooks (docs/webhooks.md; not the providers' inbound ones above): one
+    # endpoint for every event type with URL and secret alone, more from a file; delivered by
+    # every worker unless TRIAGE_WEBHOOK_IN_WORKER=false (then `triage webhooks serve`).
+    webhook_url: str | None = None
+    webhook_events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    webhook_secret: SecretStr | None = None
+    webhooks_file: Path | None = None
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    webhook_in_worker: bool = True
+
+    # Reprocessing runs (`triage reprocess`, docs/reprocessing.md): their records expire this
+    # long after their last write; runs of this many calls or more default to the Message
+    # Batches API (half price); live runs keep this many calls in flight.
+    reprocess_retention_days: float = Field(default=30.0, gt=0)
+    reprocess_batch_from: int = Field(default=100, ge=1)
+    reprocess_concurrency: int = Field(default=16, ge=1, le=512)
+    # Shadow mode: a second configuration (a run configuration file: taxonomy, prompt, model)
+    # decides a sample of live emails after the live decision, without acting (run `shadow`).
+    shadow_config: Path | None = None
+    shadow_sample: float = Field(default=0.1, ge=0, le=1)
+    shadow_concurrency: int = Field(default=4, ge=1, le=64)
+
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
 
@@ -243,6 +314,66 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address!r} is not an email address (local@domain.tld)")
         return addresses
 
+    @field_validator("intake_tokens", "imap_folders", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """`a,b` (or a JSON list): blanks dropped, so an empty variable is an empty list."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            items = [item.strip() if isinstance(item, str) else item for item in value]
+            return [item for item in items if item]
+        return value
+
+    @field_validator("webhook_url", "webhook_secret", "webhooks_file", mode="before")
+    @classmethod
+    def _blank_webhook_is_unset(cls, value: Any) -> Any:
+        """`TRIAGE_WEBHOOK_URL=` (as .env files ship it) means no default subscription."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        return check_url(value) if value is not None else None
+
+    @field_validator("webhook_events", mode="before")
+    @classmethod
+    def _webhook_events(cls, value: Any) -> Any:
+        """Comma-separated event types (or a JSON list); `*`: every type."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        return list(parse_events(value)) if isinstance(value, list) else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """`TRIAGE_WEBHOOK_URL` needs a secret: deliveries are always signed."""
+        if value is None and info.data.get("webhook_url") is not None:
+            raise ValueError("required with TRIAGE_WEBHOOK_URL (deliveries are always signed)")
+        if value is not None:
+            check_secret(value.get_secret_value())
+        return value
+
+    @field_validator("webhooks_file")
+    @classmethod
+    def _webhooks_file_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """A bad file is a bad setting: the message names the file, the entry, the problem."""
+        if value is None:
+            return value
+        try:
+            subscriptions = load_webhooks_file(value)
+        except WebhooksFileError as exc:
+            raise ValueError(str(exc)) from None
+        if info.data.get("webhook_url") and any(s.name == DEFAULT_WEBHOOK for s in subscriptions):
+            raise ValueError(
+                f"{value}: the name {DEFAULT_WEBHOOK!r} is TRIAGE_WEBHOOK_URL's; use another"
+            )
+        return value
+
     @field_validator("prices", mode="after")
     @classmethod
     def _prices_extend_defaults(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
@@ -259,7 +390,7 @@ class Settings(BaseSettings):
             raise ValueError(f"category names must be distinct, got {names}")
         return value
 
-    @field_validator("system_prompt_file", "reply_template_file", "redis_ca_file")
+    @field_validator("system_prompt_file", "reply_template_file", "redis_ca_file", "imap_ca_file")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -290,6 +421,25 @@ class Settings(BaseSettings):
         """The broker is the state Redis unless `TRIAGE_BROKER_URL` says otherwise."""
         return self.broker_url or self.redis_url
 
+    @field_validator("shadow_config", mode="before")
+    @classmethod
+    def _blank_shadow_is_unset(cls, value: Any) -> Any:
+        """`TRIAGE_SHADOW_CONFIG=` (as .env files ship it) means no shadow run."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("shadow_config")
+    @classmethod
+    def _shadow_config_loads(cls, value: Path | None) -> Path | None:
+        """A bad file is a bad setting: the message names the file and the problem."""
+        if value is not None:
+            try:
+                load_run_config(value)
+            except RunConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("taxonomy_file")
     @classmethod
     def _taxonomy_loads(cls, value: Path | None) -> Path | None:
@@ -311,6 +461,23 @@ class Settings(BaseSettings):
         if self.confidence_low > self.confidence_high:
             raise ValueError("TRIAGE_CONFIDENCE_LOW must not exceed TRIAGE_CONFIDENCE_HIGH")
         return self
+
+    @property
+    def webhook_subscriptions(self) -> list[Subscription]:
+        """Where events are POSTed: `default` from TRIAGE_WEBHOOK_URL, then the file's."""
+        subscriptions = []
+        if self.webhook_url is not None and self.webhook_secret is not None:
+            subscriptions.append(
+                Subscription(
+                    name=DEFAULT_WEBHOOK,
+                    url=self.webhook_url,
+                    secret=self.webhook_secret,
+                    events=tuple(self.webhook_events),
+                )
+            )
+        if self.webhooks_file is not None:
+            subscriptions += load_webhooks_file(self.webhooks_file)
+        return subscriptions
 
     def category(self, name: str) -> Category | None:
         return next((c for c in self.categories if c.name == name), None)

@@ -250,9 +250,11 @@ def start_worker(
     quiet: bool = False,
     queues: str = "triage,replies",
     own_group: bool = False,
+    app: str = "worker.app",
 ) -> Process:
-    """`celery -A worker.app worker` in a subprocess, consuming both queues (by default)."""
-    command = [sys.executable, "-m", "celery", "-A", "worker.app"]
+    """`celery -A worker.app worker` in a subprocess, consuming both queues (by default);
+    `app="intake.worker_app"` adds the public ingest task (queue `ingest`)."""
+    command = [sys.executable, "-m", "celery", "-A", app]
     command += ["--quiet"] if quiet else []
     command += ["worker", "-Q", queues]
     command += [

@@ -4,6 +4,7 @@ Every command module imports from here, never from `triage.main` (no import circ
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -62,10 +63,20 @@ def open_replayer(settings: Settings) -> Replayer:
     enqueuer = Enqueuer(settings, client)
 
     def reparse(raw: bytes, source: str) -> str:
-        result = enqueuer.enqueue_bytes(raw, source)
+        # A JSON-schema record (JSONL, `POST /v1/emails` as JSON, a provider's fields) is kept as
+        # its JSON text; anything else is a raw email.
+        if raw.lstrip().startswith(b"{"):
+            result = enqueuer.enqueue_record(raw, source)
+        else:
+            result = enqueuer.enqueue_bytes(raw, source)
         if isinstance(result, Rejected):
             raise ValueError(f"still rejected: {result.reason}: {result.error}")
         return f"email {result.message_id} {result.status} into thread {result.thread_id}"
+
+    def webhook(payload: dict[str, Any]) -> str:
+        from worker.deliver.store import requeue_dead_letter
+
+        return requeue_dead_letter(client, settings.webhook_subscriptions, payload, time.time())
 
     return Replayer(
         client,
@@ -74,4 +85,5 @@ def open_replayer(settings: Settings) -> Replayer:
         reparse,
         settings.thread_ttl_seconds,
         settings.visibility_timeout_seconds,
+        webhook,
     )
