@@ -54,6 +54,8 @@ REVIEW = f"{PREFIX}:threads:review"
 LABELLED = f"{PREFIX}:labelled"
 #: Sorted set thread_id -> when it became idle (classified or escalated): the compaction queue.
 IDLE = f"{PREFIX}:threads:idle"
+#: Stream of the web console's actions (who, what, when, on what, outcome): its audit trail.
+CONSOLE_AUDIT = f"{PREFIX}:console:audit"
 
 
 def thread_inbox(thread_id: str) -> str:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from common.access import MIN_PASSWORD, MIN_TOKEN, Principal, parse_principals
 from common.connections import tls_url
 from common.errors import ConfigError
 from common.prices import DEFAULT_PRICES, ModelPrice
@@ -245,6 +246,19 @@ class Settings(BaseSettings):
     shadow_sample: float = Field(default=0.1, ge=0, le=1)
     shadow_concurrency: int = Field(default=4, ge=1, le=64)
 
+    # The web console (`triage console`, docs/console.md). Users and bearer tokens are
+    # `name:secret:role` entries (roles viewer, reviewer); without any, it is read-only, shows no
+    # email body and serves only on a loopback address. The secret signs sessions and CSRF tokens
+    # (random per process when unset: give every process the same one).
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8090, ge=0, le=65535)
+    console_users: Annotated[list[Principal], NoDecode] = Field(default_factory=list)
+    console_tokens: Annotated[list[Principal], NoDecode] = Field(default_factory=list)
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    console_secure_cookies: bool = False
+    console_reports_dir: Path | None = None
+
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
 
@@ -313,6 +327,33 @@ class Settings(BaseSettings):
             if not ADDRESS_PATTERN.match(address):
                 raise ValueError(f"{address!r} is not an email address (local@domain.tld)")
         return addresses
+
+    @field_validator("console_users", mode="before")
+    @classmethod
+    def _console_users(cls, value: Any) -> Any:
+        """`name:password:role,...`; the message names an entry, never its password."""
+        return parse_principals(value, "password", MIN_PASSWORD)
+
+    @field_validator("console_tokens", mode="before")
+    @classmethod
+    def _console_tokens(cls, value: Any) -> Any:
+        """`name:token:role,...` (bearer tokens for scripts)."""
+        return parse_principals(value, "token", MIN_TOKEN)
+
+    @field_validator("console_secret", "console_reports_dir", mode="before")
+    @classmethod
+    def _blank_console_is_unset(cls, value: Any) -> Any:
+        """`TRIAGE_CONSOLE_SECRET=` (as .env files ship it) means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("console_secret")
+    @classmethod
+    def _console_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("needs at least 16 characters (it signs sessions and CSRF tokens)")
+        return value
 
     @field_validator("intake_tokens", "imap_folders", mode="before")
     @classmethod

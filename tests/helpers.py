@@ -12,14 +12,17 @@ not importable anyway), and there is one file to look in. pyproject puts tests/ 
 5. Ingestion: an Enqueuer on its own broker DB, `triage enqueue` in a subprocess.
 6. SMTP: a real server on loopback (aiosmtpd) that records what it receives.
 7. The emulator's API: the model, the worker's schema, message builders, the command's URL.
+8. Webhook receivers: a real HTTP server on loopback that records, answers as told, dedupes.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import mailbox
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -535,3 +538,135 @@ def stream_events(r: Any, *types: str) -> list[dict[str, Any]]:
     """Every event payload in the stream (of the given types, if any), oldest first."""
     found = [json.loads(f[b"payload"]) for _, f in r.xrange(keys.EVENTS)]
     return [event for event in found if not types or event["type"] in types]
+
+
+# --- 8. Webhook receivers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request a receiver got: headers (lower-case names), the raw body, when."""
+
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def event_id(self) -> str:
+        return self.headers.get("x-triage-event-id", "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+#: What a receiver answers: status, extra headers, seconds to wait before answering.
+Reply = tuple[int, dict[str, str], float]
+
+
+class Receiver:
+    """A webhook receiver on loopback (`http.server`, one thread per connection, keep-alive).
+
+    `respond(hit, index)` decides each answer (`index` counts the requests with that event id,
+    from 0); by default 200 at once. Like a careful receiver, it dedupes by event id: an event
+    is `processed` once, when first answered 2xx; later 2xx copies only count as `duplicates`.
+    """
+
+    def __init__(self, respond: Callable[[Hit, int], Reply] | None = None, port: int = 0) -> None:
+        self.respond = respond or (lambda hit, index: (200, {}, 0.0))
+        self.hits: list[Hit] = []
+        self.processed: list[Hit] = []
+        self.duplicates = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hit = Hit({k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                with receiver.lock:
+                    index = sum(1 for h in receiver.hits if h.event_id == hit.event_id)
+                    receiver.hits.append(hit)
+                status, headers, delay = receiver.respond(hit, index)
+                if delay:
+                    time.sleep(delay)  # the receiver under test is slow on purpose
+                if 200 <= status < 300:
+                    with receiver.lock:
+                        if any(p.event_id == hit.event_id for p in receiver.processed):
+                            receiver.duplicates += 1
+                        else:
+                            receiver.processed.append(hit)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that gave up (timeout, killed worker) is part of the tests
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def ids(self) -> list[str]:
+        """Event ids of the processed events, in the order they were processed."""
+        with self.lock:
+            return [hit.event_id for hit in self.processed]
+
+    def attempts(self, event_id: str) -> list[Hit]:
+        with self.lock:
+            return [hit for hit in self.hits if hit.event_id == event_id]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hooks"
+
+
+def publish_event(r: Any, kind: str, thread_id: str) -> str:
+    """Append a valid sample event to the events stream as the commit script does; its id."""
+    from worker.deliver.envelope import sample_event
+
+    event = sample_event(kind, thread_id)
+    fields = {
+        "type": kind,
+        "thread_id": thread_id,
+        "category": str(event.get("category") or ""),
+        "payload": json.dumps(event),
+    }
+    entry_id = r.xadd(keys.EVENTS, fields)
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def webhook_signed(hit: Hit, secret: str, tolerance: float = 300) -> bool:
+    """A receiver's own check of X-Triage-Signature, sharing no code with the worker:
+    HMAC-SHA256 keyed with `secret` over "<t>.<raw body>", any v1 matching, t within 5 min."""
+    import hashlib
+    import hmac
+
+    pairs = [part.split("=", 1) for part in hit.headers["x-triage-signature"].split(",")]
+    stamp = next(value for key, value in pairs if key == "t")
+    digests = [value for key, value in pairs if key == "v1"]
+    mac = hmac.new(secret.encode(), stamp.encode() + b"." + hit.body, hashlib.sha256)
+    return mac.hexdigest() in digests and abs(time.time() - int(stamp)) <= tolerance

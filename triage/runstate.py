@@ -45,6 +45,8 @@ READERS = frozenset(
         "backlog",
         "review",
         "config",
+        "webhooks",
+        "reprocess",
     }
 )
 

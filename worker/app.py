@@ -22,10 +22,12 @@ from common.logging import configure_logging
 from common.publish import Publisher
 from common.settings import Settings, load_settings
 from worker import tasks
+from worker.deliver.service import build_service
 from worker.observe import metrics_server
 from worker.recovery.flags import StaleAfter
 from worker.recovery.sweeper import Sweeper, SweepLimits
 from worker.runtime import Runtime
+from worker.shadow import build_shadow
 from worker.state.retention import Retention
 
 
@@ -91,12 +93,30 @@ def create_app(settings: Settings) -> Celery:
         lambda: runtime.resources.redis, broker_client, publisher, limits, worker_id, QUEUE_TRIAGE
     )
 
+    # Outbound webhooks: a reader of the events stream in this process (docs/webhooks.md).
+    deliveries = (
+        build_service(settings, lambda: runtime.resources.redis)
+        if settings.webhook_in_worker
+        else None
+    )
+
+    # Shadow mode: a reader of the events stream deciding a sample again (docs/reprocessing.md).
+    shadow = build_shadow(settings, lambda: runtime.resources.redis, worker_id)
+
     def start_sweeper(**_: Any) -> None:
         sweeper.start()
         metrics_server.start(settings)
+        if deliveries is not None:
+            deliveries.start()
+        if shadow is not None:
+            shadow.start()
 
     def stop_sweeper(**_: Any) -> None:
         sweeper.stop()
+        if deliveries is not None:
+            deliveries.stop()
+        if shadow is not None:
+            shadow.stop()
 
     signals.setup_logging.connect(setup_logging, weak=False)
     signals.worker_ready.connect(start_sweeper, weak=False)

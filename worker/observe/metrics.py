@@ -48,6 +48,31 @@ RETRIES = Counter(
 RATELIMIT_WAIT = Counter(
     "triage_ratelimit_wait_seconds", "Seconds spent waiting for the fleet-wide rate limiter"
 )
+COST = Counter(
+    "triage_cost_usd",
+    "USD the Claude calls that returned cost, by model (the price table's rates, batch price "
+    "for batched calls), as charged to the usage ledger",
+    ["model"],
+)
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
+WEBHOOK_ATTEMPTS = Counter(
+    "triage_webhook_attempts",
+    "Webhook delivery attempts by endpoint (subscription name) and outcome: delivered, retried "
+    "(failed, tried again later), dead_lettered (refused for good or out of attempts)",
+    ["endpoint", "outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "triage_webhook_request_seconds",
+    "Duration of one webhook POST, by endpoint, whatever its outcome",
+    ["endpoint"],
+    buckets=WEBHOOK_BUCKETS,
+)
+WEBHOOK_DELAY = Histogram(
+    "triage_webhook_event_delay_seconds",
+    "From an event's commit to its delivery, by endpoint (retries and waits included)",
+    ["endpoint"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
 
 
 def record_call(
@@ -77,3 +102,16 @@ def record_retry(task: str, reason: str) -> None:
 
 def record_ratelimit_wait(seconds: float) -> None:
     RATELIMIT_WAIT.inc(seconds)
+
+
+def record_cost(model: str, usd: float) -> None:
+    if usd > 0:
+        COST.labels(model).inc(usd)
+
+
+def record_webhook(endpoint: str, outcome: str, seconds: float, delay: float | None = None) -> None:
+    """One webhook attempt; `delay`: commit to delivery, for a delivered event."""
+    WEBHOOK_ATTEMPTS.labels(endpoint, outcome).inc()
+    WEBHOOK_SECONDS.labels(endpoint).observe(seconds)
+    if delay is not None:
+        WEBHOOK_DELAY.labels(endpoint).observe(max(0.0, delay))

@@ -3,7 +3,9 @@
 An email goes back into its thread's inbox (the thread's applied-set makes that idempotent: an
 email that was applied meanwhile is skipped); a reply goes back to the reply queue (its sent-record
 makes that idempotent), its task read back from where `worker.reply.failed` kept it. A raw email
-that failed to parse is handed to the caller's `reparse` (the producers' enqueue). Entries that
+that failed to parse is handed to the caller's `reparse` (the producers' enqueue), a webhook
+delivery to the caller's `webhook` (`worker.deliver.store.requeue_dead_letter`: back at the head of
+its thread for its subscription). Entries that
 cannot be replayed (a malformed task, a reply whose kept task expired) are kept.
 """
 
@@ -44,11 +46,13 @@ class Replayer:
         reparse: Callable[[bytes, str], str] | None,
         ttl_seconds: int,
         flag_seconds: int,
+        webhook: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self._redis = client
         self._dead_letters = dead_letters
         self._publisher = publisher
         self._reparse = reparse
+        self._webhook = webhook
         self._requeue = client.register_script(scripts.load("requeue_email"))
         self._ttl = ttl_seconds
         self._flag_seconds = flag_seconds
@@ -65,6 +69,10 @@ class Replayer:
         return ReplayResult(letter.entry_id, "replayed", detail)
 
     def _dispatch(self, payload: Any) -> str:
+        if isinstance(payload, dict) and "webhook" in payload:
+            if self._webhook is None:
+                raise ValueError("webhook deliveries need the subscriptions to replay")
+            return self._webhook(payload)
         if isinstance(payload, dict) and "reply_id" in payload:
             return self._replay_reply(payload)
         if isinstance(payload, dict) and "message_id" in payload:

@@ -1,0 +1,1 @@
+"""Outbound webhooks: every event of `triage:events` POSTed, signed, to its subscriptions."""
