@@ -97,7 +97,9 @@ class FieldSpec(BaseModel):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}")
+                raise ValueError(
+                    f"pattern {value!r} is not a valid regular expression: {exc}"
+                ) from None
         return value
 
     @model_validator(mode="after")

@@ -127,7 +127,10 @@ class Sweeper(threading.Thread):
         now = time.time()
         after = self._limits.stale_after
         youngest = min(
-            after.queued_grace, after.queued_stale, after.drain_stale, self._limits.heartbeat_seconds
+            after.queued_grace,
+            after.queued_stale,
+            after.drain_stale,
+            self._limits.heartbeat_seconds,
         )
         waiting = [
             as_text(raw_id)
