@@ -2,28 +2,30 @@
 
 The record is validated with pydantic (unknown fields are an error, so a typo is not silently
 lost), then goes through the same text pipeline as a raw email: HTML to text, quotes and
-signatures removed, whitespace normalised, bounded; robot flags from `headers` and the addresses.
+signatures removed, whitespace normalised, bounded (Subject included); robot flags from `headers`
+and the addresses. A record with a subject or attachments but no text becomes a turn that says
+so, as for raw email.
 """
 
 from __future__ import annotations
 
 import json
-from email.utils import parseaddr
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.contract import Attachment, Flag
+from producers import headers as h
 from producers.flags import robot_flags
 from producers.parse import (
-    REASON_ATTACHMENT_ONLY,
+    MAX_ATTACHMENTS_LISTED,
     REASON_NO_SENDER,
     REASON_NO_TEXT,
     EmailParseError,
     ParsedEmail,
     ParseLimits,
-    message_ids,
-    normalise_message_id,
+    bound_subject,
+    describe_content,
     synthetic_message_id,
 )
 from producers.text import bound_text, html_to_text, normalise_whitespace, strip_quoted
@@ -92,31 +94,44 @@ def parse_record(line: bytes | str, limits: ParseLimits | None = None) -> Parsed
         record = JsonlEmail.model_validate(data)
     except ValidationError as exc:
         raise EmailParseError(REASON_INVALID_JSONL, _describe(exc)) from None
-    from_addr = parseaddr(record.from_)[1]
+    from_addr = h.first_address(record.from_)[1]
     if not from_addr:
         raise EmailParseError(REASON_NO_SENDER, "field from: no usable address")
     if record.text is not None and record.text.strip():
         raw_text = record.text
     else:
         raw_text = html_to_text((record.html or "")[: limits.max_html_chars])
+    notes: list[str] = []
+    subject, long_subject = bound_subject(record.subject, limits.max_subject_chars)
+    if long_subject:
+        notes.append("subject truncated")
+    references = [ref for item in record.references for ref in h.message_ids(item)]
+    in_reply_to = h.message_ids(record.in_reply_to, 1)
+    reply = bool(in_reply_to or references)
+    attachments = record.attachments[:MAX_ATTACHMENTS_LISTED]
     text = bound_text(strip_quoted(raw_text), limits.max_text_chars)
-    if not text:
-        if record.attachments:
-            raise EmailParseError(REASON_ATTACHMENT_ONLY, "no text, only attachments")
-        raise EmailParseError(REASON_NO_TEXT, "the email has no text after removing quotes")
-    reply_to = parseaddr(record.reply_to)[1] if record.reply_to else None
-    to = [addr for addr in (parseaddr(item)[1] for item in record.to) if addr]
+    if not text and not (subject or attachments or normalise_whitespace(raw_text)):
+        raise EmailParseError(REASON_NO_TEXT, "the email has no text, subject or attachment")
+    text = describe_content(
+        text,
+        attachments=attachments,
+        had_text=bool(normalise_whitespace(raw_text)),
+        reply=reply,
+        notes=[],
+    )
+    reply_to = h.first_address(record.reply_to)[1] if record.reply_to else None
+    to = [addr for addr in (h.first_address(item)[1] for item in record.to) if addr]
+    if len(to) > limits.max_addresses:
+        to = to[: limits.max_addresses]
+        notes.append(f"to: only the first {limits.max_addresses} addresses read")
     headers = {name.lower(): value for name, value in record.headers.items()}
     flags = robot_flags(
-        lambda name: headers.get(name.lower(), ""),
+        lambda name: h.clean(headers.get(name.lower(), ""))[:1000],
         headers.get("content-type", "text/plain").split(";")[0].strip().lower(),
         from_addr,
         reply_to or from_addr,
     )
-    references = [ref for item in record.references for ref in message_ids(item)]
-    in_reply_to = message_ids(record.in_reply_to)
-    subject = normalise_whitespace(record.subject)
-    message_id = normalise_message_id(record.message_id) or synthetic_message_id(
+    message_id = h.message_id(record.message_id) or synthetic_message_id(
         from_addr, record.date or "", subject, ",".join(to), text
     )
     return ParsedEmail(
@@ -129,6 +144,7 @@ def parse_record(line: bytes | str, limits: ParseLimits | None = None) -> Parsed
         in_reply_to=in_reply_to[0] if in_reply_to else None,
         references=references,
         to=to,
-        attachments=record.attachments[:50],
+        attachments=attachments,
         flags=sorted(set(flags) | set(record.flags)),
+        notes=notes,
     )

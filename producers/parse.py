@@ -1,46 +1,59 @@
-"""RFC 5322 bytes -> a normalised email (standard `email` package, modern policy).
+"""RFC 5322 bytes -> a normalised email, with every size bounded before it is read.
 
-Headers are decoded (RFC 2047, RFC 2231 file names); the body is text/plain when there is one,
-else HTML converted to text; quoted history and signatures are removed; charsets that are
-missing, wrong or unknown fall back to UTF-8, then cp1252, then replacement characters, never an
-exception. Attachments are listed by name, type and size only. A stable synthetic Message-ID is
-made when the header is missing. Anything unusable raises `EmailParseError` with a short reason.
+Headers are split and decoded by `producers.headers` (not the stdlib's super-linear header
+parser) and the MIME structure is walked by `producers.mime`, both with explicit limits
+(`ParseLimits`): a header block over its limit is rejected (`headers_too_large`); encoded words,
+addresses, MIME parts and nesting past their limits are not read, and what was cut is said (a
+`[…]` marker in the Subject, a line at the end of the text). The body is the text/plain part(s),
+else HTML converted to text, with quoted history and signatures removed; charsets that are
+missing, wrong or unknown fall back to UTF-8, then cp1252, then replacement characters.
+
+An email with a sender and any content becomes a turn: with no text left, the text says what
+was there ("(no text; attachments: invoice.pdf)"); only mail with no sender or no content at all
+raises `EmailParseError`. A delivery report is read into `ParsedEmail.bounce`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
-from email.utils import getaddresses, parseaddr
 
 from common.contract import Attachment, Flag
-from producers.flags import robot_flags
+from producers import headers as h
+from producers.dsn import Bounce, read_bounce
+from producers.flags import BOUNCE, robot_flags
+from producers.mime import MAX_TEXT_BYTES, Leaf, Limits, Structure, walk
 from producers.text import bound_text, html_to_text, normalise_whitespace, strip_quoted
 
 __all__ = [
+    "Bounce",
     "EmailParseError",
     "ParseLimits",
     "ParsedEmail",
+    "describe_content",
     "html_to_text",
     "parse_email",
     "strip_quoted",
     "synthetic_message_id",
 ]
 
-MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 #: Headers of which at least one must be present for the bytes to count as an email.
-EMAIL_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Received", "MIME-Version")
+EMAIL_HEADERS = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
 MAX_ATTACHMENTS_LISTED = 50
+#: Attachment names spelled out in a turn without text.
+MAX_ATTACHMENTS_NAMED = 10
 REASON_EMPTY = "empty"
 REASON_NOT_AN_EMAIL = "not_an_email"
 REASON_NO_SENDER = "no_sender"
+#: Kept for callers: no text, no subject and no attachment (nothing to decide on).
 REASON_NO_TEXT = "no_text"
+#: No longer raised (an email with attachments only becomes a turn); kept for old reports.
 REASON_ATTACHMENT_ONLY = "attachment_only"
 REASON_TOO_LARGE = "too_large"
+REASON_HEADERS_TOO_LARGE = "headers_too_large"
+SUBJECT_MARKER = " […]"
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv|vb|vl|enc|i|pd|doorst)\s*[:\uff1a]", re.I)
+_MIME_LINE = re.compile(r"^(?:Content-[\w-]+\s*:|MIME-Version\s*:|--[^\s]{6,}\s*$)", re.I)
 
 
 class EmailParseError(ValueError):
@@ -53,15 +66,27 @@ class EmailParseError(ValueError):
 
 @dataclass(frozen=True)
 class ParseLimits:
-    """Ingestion bounds (from `TRIAGE_MAX_EMAIL_BYTES` / `TRIAGE_MAX_EMAIL_TEXT_CHARS`)."""
+    """Ingestion bounds, from the `TRIAGE_MAX_*` settings (see `producers.enqueue.limits_from`)."""
 
     max_bytes: int = 25 * 1024 * 1024
     max_text_chars: int = 50_000
+    max_header_bytes: int = 128 * 1024
+    max_encoded_words: int = 200
+    max_mime_parts: int = 500
+    max_mime_depth: int = 20
+    max_addresses: int = 100
+    max_subject_chars: int = 300
 
     @property
     def max_html_chars(self) -> int:
         """HTML beyond this is not converted (markup is mostly not text)."""
         return self.max_text_chars * 20
+
+    @property
+    def mime(self) -> Limits:
+        return Limits(
+            self.max_header_bytes, self.max_encoded_words, self.max_mime_parts, self.max_mime_depth
+        )
 
 
 @dataclass(frozen=True)
@@ -77,38 +102,22 @@ class ParsedEmail:
     to: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
-
-
-def message_ids(value: str | None) -> list[str]:
-    return MESSAGE_ID.findall(value or "")
-
-
-def normalise_message_id(value: str | None) -> str | None:
-    """`<id>` as written, or a bare `id@host` wrapped in angle brackets; None if there is none."""
-    ids = message_ids(value)
-    if ids:
-        return str(ids[0])
-    bare = (value or "").strip().split()
-    return f"<{bare[0].strip('<>')}>" if bare and bare[0].strip("<>") else None
+    #: A delivery report (bounce) and what it says; None for any other email.
+    bounce: Bounce | None = None
+    #: What was cut or could not be read ("subject truncated", "to: 100 of more addresses", ...).
+    notes: list[str] = field(default_factory=list)
 
 
 def synthetic_message_id(*parts: str | bytes) -> str:
     """Stable across runs and processes, so an email without a Message-ID is still deduplicated."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode("utf-8", "replace") if isinstance(part, str) else part)
-        digest.update(b"\0")
-    return f"<synthetic.{digest.hexdigest()[:32]}@triage.invalid>"
+    return h.digest_id(*parts)
 
 
-def header(message: Message, name: str) -> str:
-    """A decoded header value, "" when absent; a malformed header never raises."""
-    try:
-        value = message.get(name)
-    except Exception:  # a header the modern policy cannot parse: fall back to the raw text
-        raw = dict(message.raw_items()).get(name) if hasattr(message, "raw_items") else None
-        value = raw
-    return " ".join(str(value).split()) if value is not None else ""
+def bound_subject(subject: str, limit: int) -> tuple[str, bool]:
+    subject = normalise_whitespace(subject).replace("\n", " ")
+    if len(subject) <= limit:
+        return subject, False
+    return subject[:limit].rstrip() + SUBJECT_MARKER, True
 
 
 def decode_text(payload: bytes, declared: str | None) -> str:
@@ -123,71 +132,30 @@ def decode_text(payload: bytes, declared: str | None) -> str:
     return payload.decode("utf-8", errors="replace")
 
 
-def part_text(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    return decode_text(payload, part.get_content_charset())
+def describe_content(
+    text: str, *, attachments: list[Attachment], had_text: bool, reply: bool, notes: list[str]
+) -> str:
+    """The turn for an email with no text left: what was there, in words.
+
+    "(no text; attachments: invoice.pdf, screen.png)", "(no new text; the reply only quotes
+    earlier messages)". `text` is returned unchanged when it is not empty.
+    """
+    if text:
+        return text
+    what = "no new text; only quoted earlier messages or a signature" if had_text else "no text"
+    if had_text and not reply:
+        what = "no text of its own; only quoted or signature lines"
+    parts = [what]
+    if attachments:
+        names = [a.name or a.content_type for a in attachments[:MAX_ATTACHMENTS_NAMED]]
+        more = len(attachments) - len(names)
+        parts.append("attachments: " + ", ".join(names) + (f" and {more} more" if more else ""))
+    parts.extend(notes)
+    return "(" + "; ".join(parts) + ")"
 
 
-def _walk_leaves(part: Message) -> list[Message]:
-    """Leaf parts in order; an attached email (message/rfc822) is one leaf, not opened."""
-    if part.get_content_type() == "message/rfc822" or not part.is_multipart():
-        return [part]
-    leaves: list[Message] = []
-    for child in part.get_payload():
-        if isinstance(child, Message):
-            leaves.extend(_walk_leaves(child))
-    return leaves
-
-
-def _attachment(part: Message) -> Attachment:
-    name = part.get_filename() or ""
-    if not name and part.get_content_type() == "message/rfc822":
-        inner = part.get_payload()
-        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            name = header(inner[0], "Subject") + ".eml"
-    if part.get_content_type() == "message/rfc822":
-        size = len(part.as_bytes()) if isinstance(part, EmailMessage) else 0
-    else:
-        payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else 0
-    return Attachment(name=name[:255], content_type=part.get_content_type(), size=size)
-
-
-def body_and_attachments(message: EmailMessage) -> tuple[Message | None, list[Attachment]]:
-    """The body part (text/plain preferred, else text/html) and every other part's metadata."""
-    body = message.get_body(preferencelist=("plain", "html"))
-    attachments: list[Attachment] = []
-    for part in _walk_leaves(message):
-        if part is body:
-            continue
-        is_text = part.get_content_type() in ("text/plain", "text/html")
-        if is_text and not part.get_filename() and part.get_content_disposition() != "attachment":
-            continue  # the other alternative of the body, or an inline text fragment
-        if len(attachments) < MAX_ATTACHMENTS_LISTED:
-            attachments.append(_attachment(part))
-    return body, attachments
-
-
-def body_text(body: Message | None, limits: ParseLimits) -> str:
-    if body is None:
-        return ""
-    text = part_text(body)
-    if body.get_content_subtype() == "html":
-        text = html_to_text(text[: limits.max_html_chars])
-    return bound_text(strip_quoted(text), limits.max_text_chars)
-
-
-def _addresses(message: Message, name: str) -> list[str]:
-    value = header(message, name)
-    return [addr for _, addr in getaddresses([value]) if addr] if value else []
-
-
-def _looks_like_email(raw: bytes, message: Message) -> bool:
-    if b"\0" in raw[:4096]:
-        return False
-    return any(message.get(name) is not None for name in EMAIL_HEADERS)
+def _has_quote(body: str) -> bool:
+    return any(line.lstrip().startswith(">") for line in body.split("\n"))
 
 
 def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
@@ -198,43 +166,169 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
         raise EmailParseError(
             REASON_TOO_LARGE, f"the email is {len(raw)} bytes, over the {limits.max_bytes} limit"
         )
-    message = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(message, EmailMessage)
-    if not _looks_like_email(raw, message):
+    if b"\0" in raw[:4096]:
+        raise EmailParseError(REASON_NOT_AN_EMAIL, "binary data, not an email")
+    try:
+        top = h.split_headers(raw, limits.max_header_bytes)
+    except h.HeaderLimitError as exc:
+        raise EmailParseError(exc.reason, str(exc)) from None
+    if not any(name in top for name in EMAIL_HEADERS):
         raise EmailParseError(REASON_NOT_AN_EMAIL, "no email headers (From, Subject, Date, …)")
-    from_addr = parseaddr(header(message, "From"))[1]
+    notes: list[str] = []
+    _, from_addr = h.first_address(top.get("from") or "")
     if not from_addr:
         raise EmailParseError(REASON_NO_SENDER, "the email has no usable From address")
-    reply_to = _addresses(message, "Reply-To")
-    subject = header(message, "Subject")
-    date = header(message, "Date") or None
-    to = _addresses(message, "To")
-    body, attachments = body_and_attachments(message)
-    text = body_text(body, limits)
-    if not text:
-        if attachments:
-            names = ", ".join(a.name or a.content_type for a in attachments[:5])
-            raise EmailParseError(REASON_ATTACHMENT_ONLY, f"no text, only attachments: {names}")
-        raise EmailParseError(REASON_NO_TEXT, "the email has no text after removing quotes")
-    message_id = normalise_message_id(header(message, "Message-ID")) or synthetic_message_id(
-        from_addr, date or "", subject, ",".join(to), text
-    )
-    in_reply_to = message_ids(header(message, "In-Reply-To"))
-    recipient = reply_to[0] if reply_to else from_addr
+    reply_to = _addresses(top, "reply-to", 1, notes)
+    to = _addresses(top, "to", limits.max_addresses, notes)
+    subject, cut = h.decode_words(top.get("subject") or "", limits.max_encoded_words)
+    subject, long_subject = bound_subject(subject, limits.max_subject_chars)
+    if cut or long_subject:
+        notes.append("subject truncated")
+    date = h.clean(top.get("date") or "")[:200] or None
+    structure = walk(raw, top, limits.mime)
+    body, attachments, forwarded_leaf = _body_and_attachments(structure, limits)
+    in_reply_to = h.message_ids(top.get("in-reply-to"), 1)
+    references = h.message_ids(top.get("references"))
+    reply = bool(in_reply_to or references)
+    text = strip_quoted(body, forwarded=bool(_FORWARD_SUBJECT.match(subject)))
+    if structure.broken_multipart:
+        notes.append("the MIME structure is broken; its raw body was read")
+    if structure.skipped_parts:
+        notes.append(f"{structure.skipped_parts} MIME parts not read")
+    if structure.too_deep:
+        notes.append(f"parts nested deeper than {limits.max_mime_depth} levels not read")
+    if not text and forwarded_leaf is not None:
+        text = _forwarded_text(raw, forwarded_leaf, limits)
+    if not text and not reply and _has_quote(body):
+        # not a reply to anything we sent: the quoted text is what the customer brings
+        text = "(the email only quotes other text)\n" + normalise_whitespace(body)
+    structure_notes = [n for n in notes if "MIME" in n or "nested" in n]
+    if not text and not (subject or attachments or normalise_whitespace(body)):
+        raise EmailParseError(REASON_NO_TEXT, "the email has no text, subject or attachment")
+    if text:
+        text = bound_text(text, limits.max_text_chars)
+        if structure.skipped_parts or structure.too_deep:
+            text += "\n[… " + "; ".join(structure_notes) + "]"
+    else:
+        text = describe_content(
+            "",
+            attachments=attachments,
+            had_text=bool(normalise_whitespace(body)),
+            reply=reply,
+            notes=structure_notes,
+        )
 
     def get(name: str) -> str:
-        return header(message, name)
+        return h.clean(top.get(name) or "")[:1000]
 
+    recipient = reply_to[0] if reply_to else from_addr
+    content_type = h.content_type(top)[0]
+    flags = robot_flags(
+        lambda name: subject if name.lower() == "subject" else get(name),
+        content_type,
+        from_addr,
+        recipient,
+    )
+    message_id = h.message_id(top.get("message-id")) or synthetic_message_id(
+        from_addr, date or "", subject, ",".join(to), text
+    )
+    bounce = None
+    if BOUNCE in flags:  # a read receipt (disposition-notification report) is no bounce
+        bounce = read_bounce(top, structure, body)
     return ParsedEmail(
         message_id=message_id,
         from_addr=from_addr,
         reply_to=reply_to[0] if reply_to else None,
-        subject=normalise_whitespace(subject),
+        subject=subject,
         date=date,
         text=text,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
-        references=message_ids(header(message, "References")),
+        references=references,
         to=to,
         attachments=attachments,
-        flags=robot_flags(get, message.get_content_type(), from_addr, recipient),
+        flags=flags,
+        bounce=bounce,
+        notes=notes,
     )
+
+
+def _addresses(top: h.Headers, name: str, limit: int, notes: list[str]) -> list[str]:
+    value = top.get(name)
+    if not value:
+        return []
+    pairs, cut = h.addresses(value, limit)
+    if cut:
+        notes.append(f"{name}: only the first {limit} addresses read")
+    return [address for _, address in pairs if address]
+
+
+def _leaf_text(leaf: Leaf, limits: ParseLimits) -> str:
+    text = decode_text(leaf.decoded(MAX_TEXT_BYTES), leaf.params.get("charset"))
+    if leaf.content_type == "text/html":
+        return html_to_text(text[: limits.max_html_chars])
+    return text
+
+
+def _attachment(raw: bytes, leaf: Leaf, limits: ParseLimits) -> Attachment:
+    name = leaf.filename(limits.max_encoded_words)
+    if not name and leaf.content_type == "message/rfc822":
+        try:
+            inner = h.split_headers(raw, limits.max_header_bytes, leaf.start, leaf.end)
+        except h.HeaderLimitError:
+            inner = h.Headers()
+        subject = h.decode_words(inner.get("subject") or "", limits.max_encoded_words)[0]
+        name = bound_subject(subject, 200)[0] + ".eml"
+    return Attachment(name=name[:255], content_type=leaf.content_type[:255], size=leaf.size())
+
+
+def _body_and_attachments(
+    structure: Structure, limits: ParseLimits
+) -> tuple[str, list[Attachment], Leaf | None]:
+    """The body text (every inline text part, in order), the attachments, a forwarded email."""
+    texts: list[str] = []
+    attachments: list[Attachment] = []
+    forwarded: Leaf | None = None
+    for leaf in structure.leaves:
+        if leaf.alternative:
+            continue  # the other rendering of a body already chosen
+        ctype = leaf.content_type
+        if ctype in ("text/plain", "text/html") and not leaf.is_attachment:
+            texts.append(_leaf_text(leaf, limits))
+            continue
+        if ctype in ("message/delivery-status", "message/global-delivery-status"):
+            continue  # read by `producers.dsn`
+        if ctype == "message/rfc822" and forwarded is None:
+            forwarded = leaf
+        if len(attachments) < MAX_ATTACHMENTS_LISTED:
+            attachments.append(_attachment(leaf.raw, leaf, limits))
+    body = "\n\n".join(t for t in texts if t.strip())
+    if structure.broken_multipart:
+        body = "\n".join(line for line in body.split("\n") if not _MIME_LINE.match(line))
+    return body, attachments, forwarded
+
+
+def _forwarded_text(raw: bytes, leaf: Leaf, limits: ParseLimits) -> str:
+    """An attached email that is the whole content (a forward without comment), as text."""
+    try:
+        inner = h.split_headers(raw, limits.max_header_bytes, leaf.start, leaf.end)
+    except h.HeaderLimitError:
+        return ""
+    depth_left = max(1, limits.max_mime_depth - leaf.depth)
+    mime = Limits(
+        limits.max_header_bytes, limits.max_encoded_words, limits.max_mime_parts, depth_left
+    )
+    structure = walk(raw, inner, mime, leaf.end)
+    texts = [
+        _leaf_text(x, limits)
+        for x in structure.leaves
+        if x.content_type in ("text/plain", "text/html")
+        and not x.alternative
+        and not x.is_attachment
+    ]
+    body = normalise_whitespace("\n\n".join(texts))
+    sender = h.first_address(inner.get("from") or "")[1] or "unknown sender"
+    subject = bound_subject(
+        h.decode_words(inner.get("subject") or "", limits.max_encoded_words)[0], 200
+    )[0]
+    head = f'(forwarded email from {sender}, subject "{subject}"'
+    return f"{head})\n\n{body}" if body else f"{head}, no text)"

@@ -9,16 +9,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from common.contract import STATUS_REPLY_BOUNCED
 from producers.enqueue import Rejected
-from producers.submit import Submitted
+from producers.submit import STATUS_DUPLICATE, Submitted
 
 
 @dataclass
 class RunSummary:
+    """Every email read ends in exactly one count: the counts add up to `read`."""
+
     enqueued: int = 0
     duplicates: int = 0
+    #: Bounces of our replies that marked their thread (not triaged).
+    bounced: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: Read but not done because Redis or the broker failed (the run stopped).
+    not_done: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: A `--dry-run` tally: what would happen.
+    dry_run: bool = False
 
     @property
     def rejected_total(self) -> int:
@@ -26,13 +35,28 @@ class RunSummary:
 
     @property
     def total(self) -> int:
-        return self.enqueued + self.duplicates + self.rejected_total
+        return self.enqueued + self.duplicates + self.bounced + self.rejected_total
+
+    @property
+    def read(self) -> int:
+        return self.total + self.not_done
 
     def add(self, result: Submitted | Rejected) -> None:
         if isinstance(result, Rejected):
             self.rejected[result.reason] += 1
-        elif result.status == "duplicate":
+        elif result.status == STATUS_DUPLICATE:
             self.duplicates += 1
+        elif result.status == STATUS_REPLY_BOUNCED:
+            self.bounced += 1
+        else:
+            self.enqueued += 1
+
+    def add_preview(self, mode: str) -> None:
+        """A dry run's resolution ("new", "reply", "collision", "duplicate", "reply_bounced")."""
+        if mode == STATUS_DUPLICATE:
+            self.duplicates += 1
+        elif mode == STATUS_REPLY_BOUNCED:
+            self.bounced += 1
         else:
             self.enqueued += 1
 
@@ -41,22 +65,34 @@ class RunSummary:
         return self.total / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
-        """`3 enqueued, 1 duplicate, 2 rejected (no_sender: 1, too_large: 1)`"""
+        """`3 enqueued, 1 duplicate, 2 rejected (no_sender: 1, too_large: 1)`
+
+        Bounces of our replies and emails not done (a failed run) are added when there are any.
+        """
         text = (
             f"{self.enqueued} enqueued, {self.duplicates} duplicate, {self.rejected_total} rejected"
         )
         if self.rejected:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.rejected.items()))
             text += f" ({reasons})"
+        if self.bounced:
+            text += f", {self.bounced} reply bounce{'s' if self.bounced != 1 else ''}"
+        if self.not_done:
+            text += f", {self.not_done} read but not done (the run stopped)"
+        if self.dry_run:
+            text = f"dry run, nothing written: would be {text}"
         return text
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "type": "summary",
+            "read": self.read,
             "enqueued": self.enqueued,
             "duplicates": self.duplicates,
+            "reply_bounced": self.bounced,
             "rejected": self.rejected_total,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "not_done": self.not_done,
             "seconds": round(time.monotonic() - self.started, 3),
         }
 

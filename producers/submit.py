@@ -1,58 +1,139 @@
-"""Put a parsed email into its thread's inbox, exactly once, and schedule the thread's drainer.
+"""Put parsed emails into their threads' inboxes, exactly once, and schedule the threads' drainers.
 
-One script does the dedupe (the Message-ID index, shared with threading), the inbox push and the
-`SET NX` "scheduled" flag; only the caller that set the flag publishes a drain task, so each thread
-has at most one drainer queued. Producers publish by task name and share only `common.contract`,
-`common.keys` and the Celery settings with the worker.
+Emails are submitted in batches with two pipelined round trips: one read (the message index for
+In-Reply-To / References, and for the Message-IDs a bounce returns), then one script per email
+that dedupes, pushes the inbox entry and sets the thread's `SET NX` "scheduled" flag; only the
+caller that set the flag publishes a drain task, so each thread has at most one drainer queued.
+
+Dedupe is by Message-ID *and* sender (`keys.message_senders`): the same id from the same sender
+is a duplicate; from another sender it is a new email in a thread of its own, logged, and the
+index keeps pointing at the first owner, so a forged id can neither drop nor hijack another
+customer's email. A delivery report that returns one of our replies marks that reply's thread
+`reply_bounced` with the status code instead of being triaged.
+
+Producers publish by task name and share only `common.*` with the worker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+import structlog
 
 from common import keys
-from common.contract import EmailPayload
-from common.publish import Publisher
+from common.contract import STATUS_REPLY_BOUNCED, EmailPayload
+from common.publish import TaskPublisher
 from common.settings import Settings
+from producers.dsn import OUR_REPLY_ID
 from producers.parse import ParsedEmail
 
+log = structlog.get_logger("producers.submit")
+
 SUBMIT_LUA = """
-local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3])
-if fresh then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
+-- KEYS: 1 index (Message-ID -> thread), 2 senders of that id (hash sender -> thread),
+--       3 the thread's inbox, 4 its scheduled flag, 5 the pending-threads index
+-- ARGV: 1 thread id, 2 payload JSON, 3 TTL, 4 flag TTL, 5 now, 6 flag kind (queued|batch),
+--       7 sender digest, 8 mode: new (own thread) | reply (thread found by references) |
+--       collision (the id belongs to another sender: own thread, index left alone),
+--       9 '1' when the id has the shape of one of our reply ids
+-- Returns {status, scheduled, thread, reused}; status enqueued | duplicate | collision.
+local thread = ARGV[1]
+local seen = redis.call('HGET', KEYS[2], ARGV[7])
+local owner = redis.call('GET', KEYS[1])
+if not seen and owner and ARGV[9] ~= '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  seen = owner  -- indexed by a producer that did not record senders: the same email
 end
-local schedule = false
-if fresh or redis.call('LLEN', KEYS[2]) > 0 then
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[1])
-  schedule = redis.call('SET', KEYS[3], ARGV[6] .. ':' .. ARGV[5], 'NX', 'EX', ARGV[4])
+if seen then
+  local schedule = false
+  if seen == thread and redis.call('LLEN', KEYS[3]) > 0 then
+    redis.call('ZADD', KEYS[5], 'NX', ARGV[5], thread)
+    schedule = redis.call('SET', KEYS[4], ARGV[6] .. ':' .. ARGV[5], 'NX', 'EX', ARGV[4])
+  end
+  return {'duplicate', schedule and 1 or 0, seen, 0}
 end
-local status = 'duplicate'
-if fresh then status = 'enqueued' end
-if schedule then return {status, 1} end
-return {status, 0}
+if owner and ARGV[8] == 'new' then
+  return {'collision', 0, owner, 1}
+end
+local reused = 0
+if owner then
+  reused = 1
+else
+  redis.call('SET', KEYS[1], thread, 'EX', ARGV[3])
+end
+redis.call('HSET', KEYS[2], ARGV[7], thread)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[5], 'NX', ARGV[5], thread)
+local schedule = redis.call('SET', KEYS[4], ARGV[6] .. ':' .. ARGV[5], 'NX', 'EX', ARGV[4])
+return {'enqueued', schedule and 1 or 0, thread, reused}
 """
 
+BOUNCE_LUA = """
+-- KEYS: 1 thread meta, 2 threads awaiting the customer, 3 senders of the report's Message-ID
+-- ARGV: 1 thread id, 2 status code, 3 bounced Message-ID, 4 diagnostic, 5 now,
+--       6 sender digest, 7 TTL, 8 the thread status to set (reply_bounced)
+-- Returns reply_bounced | duplicate | unknown (no such thread any more).
+if redis.call('HEXISTS', KEYS[3], ARGV[6]) == 1 then return 'duplicate' end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'unknown' end
+redis.call('HSET', KEYS[1], 'status', ARGV[8], 'bounce_status', ARGV[2],
+  'bounced_message_id', ARGV[3], 'bounce_diagnostic', ARGV[4], 'bounced_at', ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[6], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+return 'reply_bounced'
+"""
 
 #: How long a thread may be held for a batch (results come within 24 h).
 BATCH_HOLD_SECONDS = 25 * 3600
+STATUS_ENQUEUED = "enqueued"
+STATUS_DUPLICATE = "duplicate"
+#: A bounce of one of our replies whose thread is gone (expired): dead-lettered.
+STATUS_BOUNCE_UNKNOWN = "bounce_unknown_thread"
+_OUR_THREAD = re.compile(r"^<triage\.(.+)\.\d+@[^<>]+>$")
 
 
 @dataclass(frozen=True)
 class Submitted:
-    status: str  # "enqueued" or "duplicate"
+    status: str  # "enqueued", "duplicate" or "reply_bounced"
     thread_id: str
     message_id: str
     scheduled: bool
+    #: The Message-ID was already used by another sender (this email got a thread of its own).
+    id_reused: bool = False
+    #: For "reply_bounced": the delivery status code ("5.1.1").
+    bounce_status: str = ""
 
 
-def thread_id_for(message_id: str) -> str:
-    """A new thread is named after its first email's Message-ID (hashed: ids hold any bytes)."""
-    return "t" + hashlib.sha256(message_id.encode()).hexdigest()[:20]
+@dataclass(frozen=True)
+class Resolution:
+    """Where an email goes, read-only (what `--dry-run` shows)."""
+
+    thread_id: str
+    mode: str  # "new", "reply", "collision", "duplicate" or "reply_bounced"
+    bounced_id: str = ""
+
+
+def thread_id_for(message_id: str, sender: str = "") -> str:
+    """A new thread is named after its first email's Message-ID (hashed: ids hold any bytes);
+    an id another sender already used is qualified by the sender."""
+    seed = message_id if not sender else f"{message_id}\0{sender_digest(sender)}"
+    return "t" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+
+
+def sender_digest(sender: str) -> str:
+    """Senders are compared lower-cased and stored as a short digest (no address in the key)."""
+    return hashlib.sha256(sender.strip().lower().encode()).hexdigest()[:16]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Submitter:
@@ -60,16 +141,62 @@ class Submitter:
         self,
         settings: Settings,
         client: redis.Redis,
-        publisher: Publisher,
+        publisher: TaskPublisher | None,
         hold_for_batch: bool = False,
     ) -> None:
         """With `hold_for_batch`, a new thread is held for the Batches API (flag `batch:<t>`)
-        instead of getting a drain task; `Submitted.scheduled` then means "held"."""
+        instead of getting a drain task; `Submitted.scheduled` then means "held". Without a
+        `publisher` nothing is published (dry runs only read)."""
         self._settings = settings
         self._redis = client
         self._publisher = publisher
         self._submit = client.register_script(SUBMIT_LUA)
+        self._bounce = client.register_script(BOUNCE_LUA)
         self._hold = hold_for_batch
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _candidates(self, email: ParsedEmail) -> tuple[list[str], list[str]]:
+        """(parent ids to look up, newest first; ids of ours a bounce returns)."""
+        parents = [email.in_reply_to] if email.in_reply_to else []
+        parents += [ref for ref in reversed(email.references) if ref not in parents]
+        bounced: list[str] = []
+        if email.bounce is not None and email.bounce.failed:
+            bounced = [i for i in email.bounce.original_ids if OUR_REPLY_ID.fullmatch(i)]
+        return parents, bounced
+
+    def _read(self, emails: Sequence[ParsedEmail]) -> list[tuple[list[Any], list[Any]]]:
+        """One pipelined round trip: the index entries of every email's parents and bounces."""
+        plans = [self._candidates(email) for email in emails]
+        pipe = self._redis.pipeline(transaction=False)
+        queued = 0
+        for parents, bounced in plans:
+            for ids in (parents, bounced):
+                if ids:
+                    pipe.mget([keys.message_index(i) for i in ids])
+                    queued += 1
+        found = iter(pipe.execute() if queued else [])
+        return [
+            (next(found) if parents else [], next(found) if bounced else [])
+            for parents, bounced in plans
+        ]
+
+    def _resolve(
+        self, email: ParsedEmail, parents: list[Any], bounced: list[Any]
+    ) -> tuple[str, str, str]:
+        """(thread, mode, bounced id) from what `_read` found."""
+        _, bounced_ids = self._candidates(email)
+        for bounced_id, thread in zip(bounced_ids, bounced, strict=False):
+            if thread:
+                return _text(thread), "bounce", bounced_id
+        for bounced_id in bounced_ids:  # the index expired: the id names its thread
+            match = _OUR_THREAD.match(bounced_id)
+            if match:
+                return match.group(1), "bounce", bounced_id
+        for thread in parents:
+            if thread:
+                return _text(thread), "reply", ""
+        return thread_id_for(email.message_id), "new", ""
 
     def resolve_thread(self, email: ParsedEmail) -> str:
         """In-Reply-To, then References newest first, against the index; else a new thread.
@@ -78,57 +205,250 @@ class Submitter:
         Message-ID of each clarification it sends), so an answer to our question joins its
         thread. The subject is never used: "Re: Help" says nothing about which thread.
         """
-        candidates = [email.in_reply_to] if email.in_reply_to else []
-        candidates += [ref for ref in reversed(email.references) if ref not in candidates]
-        if candidates:
-            found = self._redis.mget([keys.message_index(c) for c in candidates])
-            for thread_id in found:
-                if thread_id:
-                    return thread_id.decode() if isinstance(thread_id, bytes) else str(thread_id)
-        return thread_id_for(email.message_id)
+        [(parents, bounced)] = self._read([email])
+        return self._resolve(email, parents, bounced)[0]
+
+    def resolve(self, emails: Sequence[ParsedEmail]) -> list[Resolution]:
+        """Where each email would go, without writing anything (`--dry-run`)."""
+        found = self._read(emails)
+        pipe = self._redis.pipeline(transaction=False)
+        plans = []
+        for email, (parents, bounced) in zip(emails, found, strict=True):
+            thread, mode, bounced_id = self._resolve(email, parents, bounced)
+            plans.append((thread, mode, bounced_id))
+            pipe.hget(keys.message_senders(email.message_id), sender_digest(email.from_addr))
+            pipe.get(keys.message_index(email.message_id))
+        answers = pipe.execute() if plans else []
+        result = []
+        for index, (thread, mode, bounced_id) in enumerate(plans):
+            email = emails[index]
+            seen, owner = answers[2 * index], answers[2 * index + 1]
+            if mode == "bounce":
+                result.append(Resolution(thread, STATUS_REPLY_BOUNCED, bounced_id))
+            elif seen:
+                result.append(Resolution(_text(seen), STATUS_DUPLICATE))
+            elif owner and mode == "new":
+                thread = thread_id_for(email.message_id, email.from_addr)
+                result.append(Resolution(thread, "collision"))
+            else:
+                result.append(Resolution(thread, mode))
+        return result
+
+    # --- writing ---------------------------------------------------------------------------
 
     def submit(self, email: ParsedEmail) -> Submitted:
-        thread_id = self.resolve_thread(email)
-        payload = EmailPayload(
-            message_id=email.message_id,
-            thread_id=thread_id,
-            from_addr=email.from_addr,
-            reply_to=email.reply_to,
-            subject=email.subject,
-            date=email.date,
-            text=email.text,
-            in_reply_to=email.in_reply_to,
-            references=email.references,
-            to=email.to,
-            attachments=email.attachments,
-            flags=email.flags,
-            received_at=time.time(),
-        )
-        status, scheduled = self._submit(
-            keys=[
-                keys.message_index(email.message_id),
-                keys.thread_inbox(thread_id),
-                keys.thread_scheduled(thread_id),
-                keys.PENDING,
-            ],
-            args=[
-                thread_id,
-                payload.model_dump_json(),
-                self._settings.thread_ttl_seconds,
-                BATCH_HOLD_SECONDS if self._hold else self._settings.visibility_timeout_seconds,
-                f"{time.time():.3f}",
-                "batch" if self._hold else "queued",
-            ],
-        )
-        if scheduled and not self._hold:
-            self._publish_drain(thread_id)
-        status = status.decode() if isinstance(status, bytes) else str(status)
-        return Submitted(status, thread_id, email.message_id, bool(scheduled))
+        [result] = self.submit_many([email])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    def _publish_drain(self, thread_id: str) -> None:
+    def submit_many(
+        self, emails: Sequence[ParsedEmail], *, publish: bool = True
+    ) -> list[Submitted | Exception]:
+        """Submit a batch in two pipelined round trips (three when an id collides).
+
+        Each email's own failure (a script error) is returned in its place; a connection
+        failure raises, as nothing more can be done. With `publish=False` the caller publishes
+        the drain tasks (`publish_drains`) once it has recorded the outcomes.
+        """
+        if not emails:
+            return []
+        found = self._read(emails)
+        results: list[Submitted | Exception | None] = [None] * len(emails)
+        pending = []
+        for index, (email, (parents, bounced)) in enumerate(zip(emails, found, strict=True)):
+            thread, mode, bounced_id = self._resolve(email, parents, bounced)
+            pending.append((index, thread, mode, bounced_id))
+        for _ in range(2):  # the second round only for ids another sender already used
+            pending = self._write(emails, pending, results)
+            if not pending:
+                break
+        final = [r if r is not None else RuntimeError("not submitted") for r in results]
+        if publish:
+            self.publish_drains(final)
+        return final
+
+    def _write(
+        self,
+        emails: Sequence[ParsedEmail],
+        pending: list[tuple[int, str, str, str]],
+        results: list[Submitted | Exception | None],
+    ) -> list[tuple[int, str, str, str]]:
+        now = f"{time.time():.3f}"
+        ttl = self._settings.thread_ttl_seconds
+        flag_ttl = BATCH_HOLD_SECONDS if self._hold else self._settings.visibility_timeout_seconds
+        pipe = self._redis.pipeline(transaction=False)
+        for index, thread, mode, bounced_id in pending:
+            email = emails[index]
+            sender = sender_digest(email.from_addr)
+            if mode == "bounce":
+                assert email.bounce is not None
+                self._bounce(
+                    keys=[
+                        keys.thread_meta(thread),
+                        keys.AWAITING,
+                        keys.message_senders(email.message_id),
+                    ],
+                    args=[
+                        thread,
+                        email.bounce.status or "unknown",
+                        bounced_id,
+                        email.bounce.diagnostic[:300],
+                        now,
+                        sender,
+                        ttl,
+                        STATUS_REPLY_BOUNCED,
+                    ],
+                    client=pipe,
+                )
+                continue
+            self._submit(
+                keys=[
+                    keys.message_index(email.message_id),
+                    keys.message_senders(email.message_id),
+                    keys.thread_inbox(thread),
+                    keys.thread_scheduled(thread),
+                    keys.PENDING,
+                ],
+                args=[
+                    thread,
+                    payload_json(email, thread),
+                    ttl,
+                    flag_ttl,
+                    now,
+                    "batch" if self._hold else "queued",
+                    sender,
+                    mode,
+                    "1" if OUR_REPLY_ID.fullmatch(email.message_id) else "0",
+                ],
+                client=pipe,
+            )
+        answers = pipe.execute(raise_on_error=False)
+        retry = []
+        for (index, thread, mode, bounced_id), answer in zip(pending, answers, strict=True):
+            email = emails[index]
+            if isinstance(answer, redis.ConnectionError | redis.TimeoutError):
+                raise answer
+            if isinstance(answer, Exception):
+                results[index] = answer
+            elif mode == "bounce":
+                results[index] = self._bounced(email, thread, bounced_id, _text(answer))
+            else:
+                status, scheduled, where, reused = answer
+                status = _text(status)
+                if status == "collision":
+                    retry.append(
+                        (index, thread_id_for(email.message_id, email.from_addr), "collision", "")
+                    )
+                    continue
+                if int(reused):
+                    log.warning(
+                        "enqueue.message_id_reused",
+                        message_id=email.message_id,
+                        thread_id=_text(where),
+                        first_thread_id=thread if mode != "collision" else None,
+                        sender=email.from_addr,
+                    )
+                results[index] = Submitted(
+                    status, _text(where), email.message_id, bool(int(scheduled)), bool(int(reused))
+                )
+        return retry
+
+    def _bounced(
+        self, email: ParsedEmail, thread: str, bounced_id: str, answer: str
+    ) -> Submitted | Exception:
+        status = email.bounce.status if email.bounce else ""
+        if answer == "unknown":
+            return LookupError(
+                f"{STATUS_BOUNCE_UNKNOWN}: the report returns our reply {bounced_id}, whose thread "
+                f"{thread} no longer exists"
+            )
+        log.info(
+            "enqueue.reply_bounced",
+            thread_id=thread,
+            message_id=email.message_id,
+            bounced_message_id=bounced_id,
+            bounce_status=status,
+            duplicate=answer == STATUS_DUPLICATE,
+        )
+        result = STATUS_DUPLICATE if answer == STATUS_DUPLICATE else STATUS_REPLY_BOUNCED
+        assert answer in (STATUS_DUPLICATE, STATUS_REPLY_BOUNCED), answer
+        return Submitted(result, thread, email.message_id, False, bounce_status=status)
+
+    def publish_drains(self, results: Sequence[Submitted | Exception]) -> None:
+        """A drain task for every thread whose scheduled flag these submissions set."""
+        if self._hold or self._publisher is None:
+            return
+        thread_ids = [r.thread_id for r in results if isinstance(r, Submitted) and r.scheduled]
+        published: set[str] = set()
         try:
-            self._publisher.drain(thread_id)
+            many = getattr(self._publisher, "drain_many", None)
+            if many is not None:
+                published.update(many(thread_ids))
+            else:
+                for thread_id in thread_ids:
+                    self._publisher.drain(thread_id)
+                    published.add(thread_id)
         except Exception:
-            # Free the flag so the next submission (or a re-run) schedules the thread again.
-            self._redis.delete(keys.thread_scheduled(thread_id))
+            # Free the flags not published, so the next submission (or a re-run, or the
+            # sweeper) schedules those threads again.
+            unpublished = [keys.thread_scheduled(t) for t in thread_ids if t not in published]
+            if unpublished:
+                self._redis.delete(*unpublished)
             raise
+
+
+def payload_json(email: ParsedEmail, thread_id: str) -> str:
+    """The inbox entry: the contract's `EmailPayload`, validated."""
+    return EmailPayload(
+        message_id=email.message_id,
+        thread_id=thread_id,
+        from_addr=email.from_addr,
+        reply_to=email.reply_to,
+        subject=email.subject,
+        date=email.date,
+        text=email.text,
+        in_reply_to=email.in_reply_to,
+        references=email.references,
+        to=email.to,
+        attachments=email.attachments,
+        flags=email.flags,
+        received_at=time.time(),
+    ).model_dump_json()
+
+
+def dry_run_record(email: ParsedEmail, resolution: Resolution | None) -> dict[str, Any]:
+    """What `triage enqueue --dry-run --json` prints for an email that parsed."""
+    record: dict[str, Any] = {
+        "message_id": email.message_id,
+        "from": email.from_addr,
+        "subject": email.subject,
+        "text": email.text,
+        "flags": list(email.flags),
+        "attachments": [a.model_dump() for a in email.attachments],
+        "notes": list(email.notes),
+    }
+    if resolution is not None:
+        record["thread_id"] = resolution.thread_id
+        record["would_be"] = resolution.mode
+    if email.bounce is not None:
+        record["bounce"] = {
+            "status": email.bounce.status,
+            "returned_ids": email.bounce.original_ids,
+        }
+    return record
+
+
+__all__ = [
+    "BATCH_HOLD_SECONDS",
+    "STATUS_BOUNCE_UNKNOWN",
+    "STATUS_DUPLICATE",
+    "STATUS_ENQUEUED",
+    "Resolution",
+    "Submitted",
+    "Submitter",
+    "dry_run_record",
+    "payload_json",
+    "sender_digest",
+    "thread_id_for",
+]

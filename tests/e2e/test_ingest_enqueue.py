@@ -6,7 +6,7 @@ import json
 
 import pytest
 import redis
-from ingest_helpers import (
+from helpers import (
     ingest_env,
     jsonl_line,
     make_enqueuer,
@@ -32,6 +32,7 @@ def inbox(r: redis.Redis, thread_id: str) -> list[EmailPayload]:
 
 
 def test_payload_in_the_inbox_carries_every_field(r, state_url):
+    """The inbox entry carries text, recipients, flags and attachment metadata."""
     enqueuer = make_enqueuer(state_url, r)
     raw = message(
         "<p1@example.org>",
@@ -54,6 +55,7 @@ def test_payload_in_the_inbox_carries_every_field(r, state_url):
 
 
 def test_each_source_format_is_enqueued(r, state_url, tmp_path):
+    """.eml, mbox, Maildir and JSONL (text and HTML) all reach their inboxes."""
     (tmp_path / "one.eml").write_bytes(raw_email("<src-eml@example.org>"))
     write_mbox(
         tmp_path / "box.mbox",
@@ -85,6 +87,7 @@ def test_each_source_format_is_enqueued(r, state_url, tmp_path):
 
 
 def test_reply_to_our_clarification_joins_its_thread(r, state_url):
+    """In-Reply-To or References naming our question put the answer in its thread."""
     enqueuer = make_enqueuer(state_url, r)
     first = enqueuer.enqueue_bytes(raw_email("<root@example.org>", "My thing is broken."))
     assert isinstance(first, Submitted)
@@ -110,6 +113,7 @@ def test_reply_to_our_clarification_joins_its_thread(r, state_url):
 
 
 def test_unknown_references_and_same_subject_start_new_threads(r, state_url):
+    """Unknown references and a matching subject never join a thread."""
     enqueuer = make_enqueuer(state_url, r)
     first = enqueuer.enqueue_bytes(raw_email("<s1@example.org>", "Broken.", subject="Help"))
     second = enqueuer.enqueue_bytes(
@@ -125,6 +129,7 @@ def test_unknown_references_and_same_subject_start_new_threads(r, state_url):
 
 
 def test_the_same_email_twice_is_one_inbox_entry_across_enqueuers(r, state_url):
+    """The same email from two enqueuers (and one without Message-ID) is one inbox entry."""
     raw = raw_email("<dup@example.org>", "Charged twice.")
     first = make_enqueuer(state_url, r).enqueue_bytes(raw)
     other_client = redis.Redis.from_url(state_url)
@@ -156,10 +161,11 @@ def test_the_same_email_twice_is_one_inbox_entry_across_enqueuers(r, state_url):
         ("not json at all", "invalid_jsonl", "not JSON"),
         ("[1, 2]", "invalid_jsonl", "object"),
         ('{"from": "Dana <>", "subject": "x", "text": "y"}', "no_sender", "from"),
-        ('{"from": "a@example.org", "subject": "x", "text": " "}', "no_text", "text"),
+        ('{"from": "a@example.org", "subject": "", "text": " "}', "no_text", "text"),
     ],
 )
 def test_bad_jsonl_lines_are_rejected_naming_the_field(r, state_url, line, reason, named):
+    """A bad JSONL record is rejected naming the field at fault."""
     result = make_enqueuer(state_url, r).enqueue_record(line, "feed.jsonl", "line 4")
     assert isinstance(result, Rejected), result
     assert (result.reason, result.position) == (reason, "line 4")
@@ -167,6 +173,7 @@ def test_bad_jsonl_lines_are_rejected_naming_the_field(r, state_url, line, reaso
 
 
 def test_jsonl_headers_give_flags(r, state_url):
+    """JSONL `headers` and `flags` become the payload's robot flags."""
     line = jsonl_line(
         message_id="<jf@example.org>", headers={"Precedence": "bulk"}, flags=["bounce"]
     )
@@ -176,6 +183,7 @@ def test_jsonl_headers_give_flags(r, state_url):
 
 
 def test_rejects_are_dead_lettered_with_source_and_position(r, state_url):
+    """A rejected email is dead-lettered with its source and position, no inbox entry."""
     enqueuer = make_enqueuer(state_url, r, TRIAGE_MAX_EMAIL_BYTES="4096")
     big = raw_email("<big@example.org>", "x " * 5000)
     result = enqueuer.enqueue_bytes(big, "box.mbox", "message 7")
@@ -188,6 +196,7 @@ def test_rejects_are_dead_lettered_with_source_and_position(r, state_url):
 
 
 def test_cli_batch_with_every_bad_input_then_a_second_run(r, state_url, tmp_path):
+    """Every bad input is rejected with its reason, the rest enqueued; a re-run: duplicates."""
     inbox_dir = tmp_path / "in"
     inbox_dir.mkdir()
     (inbox_dir / "01-good.eml").write_bytes(raw_email("<cli-good@example.org>", "Parcel lost."))
@@ -217,8 +226,8 @@ def test_cli_batch_with_every_bad_input_then_a_second_run(r, state_url, tmp_path
     out, err = first.stdout.decode(), first.stderr.decode()
     assert first.returncode == 1, err
     assert (
-        "4 enqueued, 0 duplicate, 6 rejected (attachment_only: 1, invalid_jsonl: 1, "
-        "no_sender: 1, no_text: 1, not_an_email: 1, too_large: 1)"
+        "6 enqueued, 0 duplicate, 4 rejected (invalid_jsonl: 1, no_sender: 1, not_an_email: 1, "
+        "too_large: 1)"
     ) in out
     assert "07.mbox (message 2) -> thread" in out
     records = [json.loads(line) for line in report.read_text().splitlines()]
@@ -226,28 +235,35 @@ def test_cli_batch_with_every_bad_input_then_a_second_run(r, state_url, tmp_path
     assert rejected == {
         ("02-not-mail.eml", "", "not_an_email"),
         ("03-no-from.eml", "", "no_sender"),
-        ("04-empty.eml", "", "no_text"),
-        ("05-attachment.eml", "", "attachment_only"),
         ("06-huge.eml", "", "too_large"),
         ("08.jsonl", "line 2", "invalid_jsonl"),
     }
     assert all(x["error"] for x in records[:-1])
     assert records[-1] == {
         "type": "summary",
-        "enqueued": 4,
+        "read": 10,
+        "enqueued": 6,
         "duplicates": 0,
-        "rejected": 6,
+        "reply_bounced": 0,
+        "rejected": 4,
         "rejected_by_reason": {
-            "attachment_only": 1,
             "invalid_jsonl": 1,
             "no_sender": 1,
-            "no_text": 1,
             "not_an_email": 1,
             "too_large": 1,
         },
+        "not_done": 0,
         "seconds": records[-1]["seconds"],
     }
-    assert DeadLetterStream(r).size() == 6
+    assert DeadLetterStream(r).size() == 4
+    # quoted text only, attachment only: a turn that says what was there
+    texts = {
+        p.message_id: p.text
+        for t in r.keys(keys.thread_inbox("*"))
+        for p in inbox(r, t.decode().split(":")[2])
+    }
+    assert texts["<cli-att@example.org>"] == "(no text; attachments: a.pdf)"
+    assert texts["<cli-empty@example.org>"].startswith("(the email only quotes other text)")
 
     for name in (
         "02-not-mail.eml",
@@ -265,6 +281,7 @@ def test_cli_batch_with_every_bad_input_then_a_second_run(r, state_url, tmp_path
 
 
 def test_cli_stdin_progress_default_report_and_usage_errors(r, state_url, tmp_path):
+    """stdin with a progress bar writes the default report; bad settings and paths exit 2."""
     env = ingest_env(state_url)
     mbox = (
         b"From a Mon Mar  2 10:00:00 2026\n"
@@ -283,3 +300,90 @@ def test_cli_stdin_progress_default_report_and_usage_errors(r, state_url, tmp_pa
     assert "invalid setting TRIAGE_MAX_EMAIL_BYTES" in bad_setting.stderr.decode()
     missing = run_enqueue(str(tmp_path / "nope.eml"), env=env, cwd=tmp_path)
     assert missing.returncode == 2
+
+
+HOSTILE_MBOX = [
+    b"From: Dana <dana@example.org>\nSubject: first\nMessage-ID: <h1@example.org>\n\nHelp\n",
+    b"From: =?utf-8?q?Dana=0D=0ABcc:_x@evil.example?= <dana@example.org>\nSubject: crlf\n"
+    b"Message-ID: <h2@example.org>\n\nMy order\n",
+    b"From: dana@example.org\nSubject: nested\nMessage-ID: <h3@example.org>\n"
+    b"Content-Type: multipart/mixed; boundary=b0\n\n"
+    + b"".join(
+        b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (i - 1, i)
+        for i in range(1, 10_000)
+    ),
+    b"From: " + b"(" * 100_000 + b"dana@example.org\nSubject: parens\n"
+    b"Message-ID: <h4@example.org>\n\nbody\n",
+    b"From: dana@example.org\nSubject: attached\nMessage-ID: <h5@example.org>\n"
+    b"Content-Type: multipart/mixed; boundary=z\n\n--z\nContent-Type: text/plain\n\nSee.\n--z\n"
+    + b"Content-Type: message/rfc822\n\nFrom: a@example.org\nSubject: fwd\n" * 2_000
+    + b"\nhi\n--z--\n",
+    b"From: Dana <dana@example.org>\nSubject: last\nMessage-ID: <h6@example.org>\n\nHelp\n",
+]
+
+
+def test_cli_mbox_with_every_failure_class_enqueues_all_and_adds_up(r, state_url, tmp_path):
+    """The mbox whose 2nd message used to abort the run: all six enqueued, summary adds up."""
+    box = tmp_path / "hostile.mbox"
+    box.write_bytes(
+        b"".join(b"From x Mon Mar  2 10:00:00 2026\n" + m + b"\n" for m in HOSTILE_MBOX)
+    )
+    result = run_enqueue(str(box), "--no-report", env=ingest_env(state_url), cwd=tmp_path)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert out.strip().splitlines()[-1] == "6 enqueued, 0 duplicate, 0 rejected"
+    assert [line.split()[0] for line in out.strip().splitlines()[:-1]] == ["enqueued"] * 6
+    for number in range(1, 7):
+        thread = thread_id_for(f"<h{number}@example.org>")
+        [payload] = inbox(r, thread)
+        assert payload.from_addr == "dana@example.org"
+    assert DeadLetterStream(r).size() == 0
+
+
+def test_cli_dry_run_prints_each_email_as_the_model_sees_it_and_writes_nothing(
+    r, state_url, tmp_path
+):
+    """`--dry-run --json`: one record per email (text, flags, attachments, thread, rejection),
+    nothing written to Redis and no report file; plain `--dry-run` prints readable blocks."""
+    make_enqueuer(state_url, r).enqueue_bytes(raw_email("<dr-root@example.org>", "Broken."))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.eml").write_bytes(
+        raw_email(
+            "<dr-reply@example.org>",
+            "Order 4711.\n\nOn Mon, Support <support@example.com> wrote:\n> Which order?",
+            headers={"In-Reply-To": "<dr-root@example.org>"},
+        )
+    )
+    (folder / "2.eml").write_bytes(
+        message(
+            "<dr-pdf@example.org>", None, attachments=[("invoice.pdf", "application/pdf", b"%P")]
+        ).as_bytes()
+    )
+    (folder / "3.eml").write_bytes(b"Subject: no sender\r\n\r\nbody\r\n")
+    before = sorted(r.keys())
+    env = ingest_env(state_url)
+    result = run_enqueue(str(folder), "--dry-run", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr.decode()  # one would be rejected
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [x.get("would_be") or x.get("rejection_reason") for x in records] == [
+        "reply",
+        "new",
+        "no_sender",
+    ]
+    reply, pdf, _ = records
+    assert reply["text"] == "Order 4711." and reply["thread_id"] == thread_id_for(
+        "<dr-root@example.org>"
+    )
+    assert {"message_id", "from", "subject", "text", "flags", "attachments"} <= set(reply)
+    assert pdf["text"] == "(no text; attachments: invoice.pdf)"
+    assert pdf["attachments"][0]["name"] == "invoice.pdf"
+    assert "would be 2 enqueued, 0 duplicate, 1 rejected" in result.stderr.decode()
+    assert sorted(r.keys()) == before and DeadLetterStream(r).size() == 0
+    assert list(tmp_path.glob("triage-enqueue-*")) == []
+    human = run_enqueue(str(folder / "1.eml"), "--dry-run", env=env, cwd=tmp_path)
+    assert human.returncode == 0, human.stderr.decode()
+    text = human.stdout.decode()
+    assert "-> reply, thread" in text and "\nOrder 4711.\n" in text
+    assert "dry run, nothing written: would be 1 enqueued" in text
+    assert sorted(r.keys()) == before

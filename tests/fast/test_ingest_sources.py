@@ -8,7 +8,7 @@ import mailbox
 import tracemalloc
 from email import message_from_bytes, policy
 
-from ingest_helpers import jsonl_line, message, raw_email, write_maildir, write_mbox
+from helpers import jsonl_line, message, raw_email, write_maildir, write_mbox
 
 from producers.sources import Item, iter_items, read_mbox, read_stream, resolve_inputs
 

@@ -15,6 +15,8 @@ from common.errors import CorruptThread
 Turn = dict[str, Any]
 
 TRUNCATION_MARKER = "\n[… message truncated: {omitted} characters omitted]"
+#: Longest Subject line in a turn (every turn is resent on every call of its thread).
+MAX_SUBJECT_CHARS = 300
 
 
 def bound_text(text: str, limit: int) -> str:
@@ -26,9 +28,15 @@ def bound_text(text: str, limit: int) -> str:
 
 
 def email_block(email: EmailPayload, max_chars: int) -> dict[str, str]:
-    """One email as a text block: the subject line gives the model context, then the body."""
+    """One email as a text block: the subject line gives the model context, then the body.
+
+    The Subject is bounded here too (producers bound it at ingestion, but an inbox entry from
+    an older producer or another pipeline might not be): one line, `MAX_SUBJECT_CHARS` at most.
+    """
     body = bound_text(email.text.strip(), max_chars)
-    subject = email.subject.strip()
+    subject = " ".join(email.subject[: MAX_SUBJECT_CHARS * 2].split())
+    if len(subject) > MAX_SUBJECT_CHARS:
+        subject = subject[:MAX_SUBJECT_CHARS].rstrip() + " […]"
     text = f"Subject: {subject}\n\n{body}" if subject else body
     return {"type": "text", "text": text}
 
