@@ -157,7 +157,9 @@ def test_clarification_budget_forces_a_classification(r, emulator, worker, enque
     schema = api_requests(emulator)[1]["body"]["output_config"]["format"]["schema"]
     assert schema["properties"]["action"]["enum"] == ["classify"]
     assert len(outbox(r)) == 1
-    assert ThreadStore(r, 3600, 1000).snapshot(res.thread_id).status == "classified"
+    # The forced guess is unsure (0.3, under the 0.6 review threshold): a person confirms it.
+    assert event["confidence_band"] == "low" and event["needs_review"] is True
+    assert ThreadStore(r, 3600, 1000).snapshot(res.thread_id).status == "needs_review"
 
 
 def test_unknown_in_reply_to_starts_a_new_thread(r, emulator, worker, enqueue):

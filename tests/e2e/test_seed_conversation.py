@@ -36,7 +36,9 @@ def test_seed_conversation_clarifies_then_classifies_billing(r, emulator, worker
     body1 = request1["body"]
     assert [m["role"] for m in body1["messages"]] == ["user"]
     assert SEED_FIRST in user_texts(body1["messages"][0])
-    assert isinstance(body1["system"], str) and "BILLING" in body1["system"]
+    [system] = body1["system"]  # one text block, its own cache breakpoint at the end
+    assert system["type"] == "text" and "BILLING" in system["text"]
+    assert system["cache_control"] == {"type": "ephemeral"}
     assert "temperature" not in body1
     assert body1["output_config"]["format"]["type"] == "json_schema"
     assert body1["cache_control"] == {"type": "ephemeral"}
