@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "implicit"] = "none"
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
-    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
     reply_stale_seconds: float = Field(default=120.0, gt=0)
     drain_stale_seconds: float = Field(default=90.0, gt=0)
     queued_stale_seconds: float = Field(default=600.0, gt=0)
