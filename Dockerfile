@@ -10,6 +10,8 @@ COPY emulator ./emulator
 COPY triage ./triage
 COPY evaluation ./evaluation
 COPY intake ./intake
+COPY console ./console
+COPY reprocess ./reprocess
 RUN pip install --no-cache-dir . && useradd --create-home triage
 USER triage
 CMD ["triage", "worker"]

@@ -13,6 +13,8 @@ not importable anyway), and there is one file to look in. pyproject puts tests/ 
 6. SMTP: a real server on loopback (aiosmtpd) that records what it receives.
 7. The emulator's API: the model, the worker's schema, message builders, the command's URL.
 8. Webhook receivers: a real HTTP server on loopback that records, answers as told, dedupes.
+9. The web console: served by uvicorn on a free port, an HTTP client with cookies, Chromium;
+   the Grafana dashboard's queries and the metric names they use.
 """
 
 from __future__ import annotations
@@ -670,3 +672,210 @@ def webhook_signed(hit: Hit, secret: str, tolerance: float = 300) -> bool:
     digests = [value for key, value in pairs if key == "v1"]
     mac = hmac.new(secret.encode(), stamp.encode() + b"." + hit.body, hashlib.sha256)
     return mac.hexdigest() in digests and abs(time.time() - int(stamp)) <= tolerance
+
+
+# --- 9. The web console ---------------------------------------------------------------------
+
+
+@dataclass
+class ConsoleServer:
+    """The console app served by a real uvicorn on a free loopback port."""
+
+    url: str
+    settings: Settings
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_console(settings: Settings, app: Any = None, replay: bool = True) -> ConsoleServer:
+    """Serve `app` (default: the console for `settings`, replay wired like `triage console`)."""
+    import uvicorn
+
+    from console.app import create_app
+    from triage.resources import open_replayer
+
+    if app is None:
+        replayer = (lambda: open_replayer(settings)) if replay else None
+        app = create_app(settings, replayer=replayer)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, "the console to serve")
+    return ConsoleServer(f"http://127.0.0.1:{sock.getsockname()[1]}", settings, server, thread)
+
+
+@dataclass
+class Page:
+    """One HTTP answer: status, headers (lower-case names), the body as text."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+    cookies: list[str] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("location", "")
+
+    def csrf(self) -> str:
+        """The CSRF token of the page's first form (else of its `csrf-token` meta tag)."""
+        match = re.search(r'name="csrf" value="([^"]+)"', self.text) or re.search(
+            r'name="csrf-token" content="([^"]+)"', self.text
+        )
+        assert match, f"no CSRF token in the page ({self.status})"
+        return match.group(1)
+
+
+class Http:
+    """A minimal HTTP client with a cookie jar (no redirects followed: tests look at them)."""
+
+    def __init__(self, base: str, *, auth: tuple[str, str] | None = None, token: str = "") -> None:
+        import base64
+
+        self.base = base
+        self.cookies: dict[str, str] = {}
+        self.headers: dict[str, str] = {}
+        if auth is not None:
+            basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {basic}"
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Page:
+        import http.client
+
+        parts = urlsplit(self.base)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        sent = {**self.headers, **(headers or {})}
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            conn.request(method, path, body, sent)
+            response = conn.getresponse()
+            text = response.read().decode("utf-8", errors="replace")
+            raw = response.getheaders()
+        finally:
+            conn.close()
+        set_cookies = [value for name, value in raw if name.lower() == "set-cookie"]
+        for cookie in set_cookies:
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";", 1)[0].strip().strip('"')
+            if "max-age=0" in cookie.lower() or "expires=thu, 01 jan 1970" in cookie.lower():
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return Page(response.status, {k.lower(): v for k, v in raw}, text, set_cookies)
+
+    def get(self, path: str, **headers: str) -> Page:
+        return self.request("GET", path, headers={"Accept": "*/*", **headers})
+
+    def post(self, path: str, form: dict[str, str], **headers: str) -> Page:
+        from urllib.parse import urlencode
+
+        body = urlencode(form).encode()
+        sent = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        return self.request("POST", path, body, sent)
+
+
+def artifacts_dir(name: str) -> Path:
+    """Where tests write artifacts (screenshots): $TRIAGE_TEST_ARTIFACTS or ./artifacts/NAME."""
+    root = Path(os.environ.get("TRIAGE_TEST_ARTIFACTS") or REPO / "artifacts")
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def chromium_driver() -> Any:
+    """Headless Debian Chromium through chromedriver (Selenium); skip without it locally, fail
+    in CI (`.ci/run` installs the `chromium` and `chromium-driver` packages)."""
+    import shutil
+    import tempfile
+
+    import pytest
+
+    browser = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (Path(browser).exists() and Path(driver_path).exists()):
+        message = (
+            "Chromium or chromedriver not found: install Debian's chromium and chromium-driver "
+            "packages (apt-get install chromium chromium-driver)"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + "; .ci/run installs them")
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="triage-chromium-")
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.profile_dir = profile  # removed by the caller after quit()
+    return driver
+
+
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "triage-worker.json"
+#: PromQL words that look like metric names but are not (functions, keywords, label names).
+_PROMQL_WORDS = frozenset(
+    {"sum", "max", "min", "by", "rate", "histogram_quantile", "clamp_min", "le", "without"}
+)
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the Grafana dashboard's panels."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [target["expr"] for panel in panels for target in panel.get("targets", [])]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects (label values and label matchers left out)."""
+    unquoted = re.sub(r'"[^"]*"', '""', expr)
+    unlabelled = re.sub(r"\{[^}]*\}", "", unquoted)
+    unranged = re.sub(r"\[[^\]]*\]", "", unlabelled)
+    grouped = re.sub(r"\b(by|without)\s*\([^)]*\)", "", unranged)
+    words = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?!\s*\()", grouped))
+    return {w for w in words if w not in _PROMQL_WORDS and not re.fullmatch(r"e\d*", w)}
+
+
+def exposed_names(text: str) -> set[str]:
+    """Every series name a /metrics text can show: its samples, and for each declared family
+    the names its samples take (a counter's `_total`, a histogram's `_bucket`, `_sum`,
+    `_count`) even before a labelled family has its first sample."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            if kind == "histogram":
+                names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names

@@ -38,6 +38,7 @@ LAZY_COMMANDS = {
     "eval": ("evaluation.command", "eval_command"),
     "serve": ("triage.serve", "serve_command"),
     "imap": ("triage.imap", "imap_command"),
+    "console": ("triage.console", "console_command"),
     "reprocess": ("triage.reprocess", "reprocess"),
 }
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,46 +31,6 @@ def _when(value: str | float | None) -> str:
     if stamp is None:
         return "-"
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def iter_threads(
-    client: redis.Redis,
-    status: str | None,
-    category: str | None,
-    batch: int = 200,
-    **match: str | None,
-) -> Iterator[dict[str, str]]:
-    """Threads newest first (by last update), with their meta, filtered by status / category and
-    by exact meta values in `match` (e.g. priority, language; None: any). Packed (idle) threads
-    are read without being restored."""
-    from worker.state.compaction import Compactor
-
-    compactor = Compactor(client)
-    wanted = {name: value.lower() for name, value in match.items() if value}
-    start = 0
-    while True:
-        ids = [as_text(i) for i in client.zrevrange(keys.THREADS, start, start + batch - 1)]
-        if not ids:
-            return
-        pipe = client.pipeline(transaction=False)
-        for thread_id in ids:
-            pipe.hgetall(keys.thread_meta(thread_id))
-        for thread_id, raw in zip(ids, pipe.execute(), strict=True):
-            meta = {as_text(k): as_text(v) for k, v in raw.items()}
-            if not meta:
-                packed = compactor.peek(thread_id)
-                if packed is None:
-                    continue  # expired since it was listed
-                meta = dict(packed["meta"])
-            meta.setdefault("status", "new")
-            if status and meta["status"] != status:
-                continue
-            if category and meta.get("category", "").upper() != category.upper():
-                continue
-            if any(meta.get(name, "").lower() != value for name, value in wanted.items()):
-                continue
-            yield {"thread_id": thread_id, **meta}
-        start += batch
 
 
 #: Meta fields that are numbers; `--json` prints them as JSON numbers.
@@ -155,6 +114,7 @@ def thread_list(
 ) -> None:
     """Threads, most recently updated first."""
     from triage.resources import open_redis, settings_or_exit
+    from worker.state.browse import iter_threads
 
     settings = settings_or_exit()
     check_filters(status, category, settings.category_names)

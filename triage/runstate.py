@@ -47,6 +47,7 @@ READERS = frozenset(
         "config",
         "webhooks",
         "reprocess",
+        "console",
     }
 )
 

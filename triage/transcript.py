@@ -4,103 +4,42 @@ Who said what, in order: each customer turn as text, each decision with its fiel
 as text, or the category, confidence and reason), and under each decision the tokens and cost of
 its calls (from the decision event; cost at standard rates from the price table). The thread's
 total comes from its usage ledger, failed calls included. Pure rendering over a `ThreadView`
-read by `load_view`.
+read by `load_view` (`worker.state.browse`, shared with the web console).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-import redis
 
-from common import keys
-from common.connections import as_text
 from common.prices import ModelPrice
-from common.settings import Settings
-from worker.state.ledger import Ledger
-from worker.state.pricing import cost_usd, price_for
-from worker.state.snapshot import Snapshot, Turn
-from worker.state.store import ThreadStore
+from worker.state.browse import (
+    ThreadView,
+    decision_fields,
+    event_cost,
+    load_view,
+    thread_events,
+    turn_texts,
+)
+from worker.state.snapshot import Turn
 from worker.state.usage import Usage
 
-#: Events are looked for between the thread's creation and last update, +- this clock skew.
-SKEW_SECONDS = 300
-PAGE = 1000
-MAX_SCANNED = 200_000
+__all__ = [
+    "ThreadView",
+    "body_lines",
+    "call_line",
+    "decision_fields",
+    "header_lines",
+    "load_view",
+    "render",
+    "thread_events",
+    "turn_texts",
+]
+
 INDENT = "   "
-
-
-@dataclass(frozen=True)
-class ThreadView:
-    """Everything the transcript shows about one thread."""
-
-    snapshot: Snapshot
-    events: list[dict[str, Any]]
-    ledger: dict[str, int]
-    prices: dict[str, ModelPrice]
-
-
-def thread_events(
-    client: redis.Redis, thread_id: str, meta: dict[str, str]
-) -> list[dict[str, Any]]:
-    """The thread's decision events, oldest first, read from the window of its lifetime."""
-    try:
-        created = float(meta.get("created_at") or 0)
-        updated = float(meta.get("updated_at") or time.time())
-    except ValueError:
-        return []
-    cursor = f"{max(0, int((created - SKEW_SECONDS) * 1000))}-0"
-    end = str(int((updated + SKEW_SECONDS) * 1000))
-    wanted = thread_id.encode()
-    found: list[dict[str, Any]] = []
-    scanned = 0
-    while scanned < MAX_SCANNED:
-        entries: Any = client.xrange(keys.EVENTS, min=cursor, max=end, count=PAGE)
-        for _, fields in entries:
-            if fields.get(b"thread_id") == wanted:
-                try:
-                    found.append(json.loads(fields[b"payload"]))
-                except (KeyError, ValueError):
-                    continue
-        scanned += len(entries)
-        if len(entries) < PAGE:
-            break
-        millis, sequence = as_text(entries[-1][0]).split("-")
-        cursor = f"{millis}-{int(sequence) + 1}"
-    return found
-
-
-def load_view(client: redis.Redis, settings: Settings, thread_id: str) -> ThreadView | None:
-    """The thread, its events and its ledger; None if nothing is known about it."""
-    store = ThreadStore(client, settings.thread_ttl_seconds, settings.events_maxlen)
-    snapshot = store.peek(thread_id)  # read-only: a packed thread is decoded, not restored
-    if not snapshot.meta and not snapshot.messages and not snapshot.inbox:
-        return None
-    events = thread_events(client, thread_id, snapshot.meta)
-    ledger = Ledger(client, settings.prices, settings.thread_ttl_seconds).thread(thread_id)
-    return ThreadView(snapshot, events, ledger, settings.prices)
-
-
-def turn_texts(turn: Turn) -> list[str]:
-    """The text blocks of a turn (a string content is one block)."""
-    content = turn.get("content", "")
-    if isinstance(content, str):
-        return [content]
-    return [str(block.get("text", "")) for block in content if isinstance(block, dict)]
-
-
-def decision_fields(turn: Turn) -> dict[str, Any] | None:
-    """An assistant turn's decision (the structured output), or None if it is not one."""
-    try:
-        decision = json.loads("".join(turn_texts(turn)))
-    except ValueError:
-        return None
-    return decision if isinstance(decision, dict) and "action" in decision else None
 
 
 def when(stamp: str | None) -> str:
@@ -127,9 +66,8 @@ def tokens_line(usage: Usage) -> str:
 
 def call_line(event: dict[str, Any], prices: dict[str, ModelPrice]) -> str:
     """The tokens and cost of the calls behind one decision."""
-    usage = Usage.from_mapping(event.get("usage") or {})
+    usage, cost = event_cost(event, prices)
     model = str(event.get("model") or "?")
-    cost = cost_usd(usage, price_for(model, prices))
     request = event.get("request_id") or "no call"
     return f"{model} · {request} · tokens {tokens_line(usage)} · {money(cost)}"
 

@@ -5,6 +5,10 @@ The drain step builds an event for every committed decision; the commit script a
 the same atomic step as the decision. The schema published at `docs/events.schema.json` is
 generated from these models (`python -m worker.events > docs/events.schema.json`; a test keeps
 the file in step). Adding an optional field is compatible; anything else bumps `SCHEMA_VERSION`.
+
+A reprocessing run's decisions (`RunDecision`) go to the run's own stream, never to
+`triage:events`; their schema is `docs/run-events.schema.json` (`python -m worker.events --run`).
+Promoting a run's decision to a live thread is a `reclassified` event in `triage:events`.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class ReviewAccepted(ThreadEvent):
     category: str
     fields: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
+    by: str | None = Field(default=None, description="Who (the console user; null from the CLI)")
     reviewed_at: float
 
 
@@ -135,12 +140,88 @@ class Corrected(ThreadEvent):
     previous: Labelled
     new: Labelled
     note: str | None = None
+    by: str | None = Field(default=None, description="Who (the console user; null from the CLI)")
     reviewed_at: float
 
 
-AnyEvent = Classified | Clarification | Escalated | ReviewAccepted | Corrected
+class Reclassified(ThreadEvent):
+    """A reprocessing run's decision was promoted to the thread (`triage reprocess apply`): its
+    category and fields are now the run's. `previous` is what the thread had, `new` the run's."""
+
+    type: Literal["reclassified"] = "reclassified"
+    run: str = Field(description="The run whose decision was promoted")
+    category: str = Field(description="The thread's category now (the run's)")
+    previous: Labelled
+    new: Labelled
+    confidence: float = Field(ge=0, le=1)
+    confidence_band: Literal["high", "medium", "low"]
+    needs_review: bool = Field(description="Below the review threshold: hold automatic actions")
+    reason: str = Field(description="The run's one-line reason")
+    model: str = Field(description="The model that made the run's decision")
+    prompt_version: str = Field(description="The run configuration's prompt version")
+    reclassified_at: float
+
+
+AnyEvent = Classified | Clarification | Escalated | ReviewAccepted | Corrected | Reclassified
 Event = Annotated[AnyEvent, Field(discriminator="type")]
-EVENT_TYPES = ("classified", "clarification", "escalated", "review_accepted", "corrected")
+EVENT_TYPES = (
+    "classified",
+    "clarification",
+    "escalated",
+    "review_accepted",
+    "corrected",
+    "reclassified",
+)
+
+
+class LiveDecision(BaseModel):
+    """What the live thread said about the same emails when a run decided (null fields: not
+    decided, or no live thread)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=0, description="The thread version the run's input was read at")
+    status: str = Field(description="The thread's status then (new: nothing decided)")
+    action: Literal["clarify", "classify"] | None = None
+    category: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    prompt_version: str | None = None
+
+
+class RunDecision(DecisionFields, ThreadEvent):
+    """One decision of a reprocessing run (or the shadow run), written to the run's records and
+    its own stream `triage:run:{name}:events`, never to `triage:events`: nothing acts on it.
+
+    `thread_id` is the live thread the emails belong to or, for backlog mail never seen live,
+    the id the producers would give its thread (`live` is then null)."""
+
+    type: Literal["run_decision"] = "run_decision"
+    run: str = Field(description="The run's name (`shadow` for shadow mode)")
+    email_ids: list[str] = Field(description="Message-IDs of the emails decided on")
+    outcome: Literal["classified", "clarified", "escalated", "failed"]
+    category: str | None = Field(description="The category (a question's best guess too)")
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    confidence_band: Literal["high", "medium", "low"] | None = None
+    needs_review: bool | None = None
+    reason: str | None = None
+    question: str | None = Field(
+        default=None, description="The question that would have been sent (send guard applied)"
+    )
+    question_replaced: bool | None = None
+    error: str | None = Field(default=None, description="Why the decision failed (`failed`)")
+    model: str
+    prompt_version: str = Field(description="The run configuration's prompt version")
+    request_id: str | None = None
+    usage: TokenUsage = Field(description="Tokens of this decision's calls")
+    calls: int = Field(ge=0)
+    cost_usd: float = Field(ge=0, description="What the calls cost (batch price when batched)")
+    batch: bool = Field(description="Decided through the Message Batches API")
+    live: LiveDecision | None = Field(description="The live decision it is compared with")
+    changed: bool = Field(description="Category or fields differ from `live`'s")
+    decided_at: float
+
+
+_RUN_ADAPTER: TypeAdapter[RunDecision] = TypeAdapter(RunDecision)
 
 _ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
@@ -148,6 +229,21 @@ _ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 def parse_event(payload: str | bytes) -> AnyEvent:
     """An event from its stream payload (JSON), validated against its type's model."""
     return _ADAPTER.validate_json(payload)
+
+
+def parse_run_decision(payload: str | bytes) -> RunDecision:
+    """A run's decision from its record or stream payload (JSON)."""
+    return _RUN_ADAPTER.validate_json(payload)
+
+
+def run_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of a run's events (`docs/run-events.schema.json`)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/triage-worker/triage-worker/docs/run-events.schema.json",
+        "title": f"triage-worker reprocessing run event (schema version {SCHEMA_VERSION})",
+        **_RUN_ADAPTER.json_schema(),
+    }
 
 
 def json_schema() -> dict[str, Any]:
@@ -162,7 +258,9 @@ def json_schema() -> dict[str, Any]:
 
 
 def main() -> None:
-    json.dump(json_schema(), sys.stdout, indent=2, sort_keys=True)
+    """`python -m worker.events` prints the events schema; `--run` the run events schema."""
+    schema = run_json_schema() if "--run" in sys.argv[1:] else json_schema()
+    json.dump(schema, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "worker", "producers", "triage", "emulator", "intake")
+PACKAGES = ("common", "worker", "producers", "triage", "emulator", "intake", "console")
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 

@@ -1,5 +1,5 @@
 """Serving /metrics: the counters of `worker.observe.metrics`, plus gauges (backlog, dead letters,
-threads awaiting the customer) read from Redis when Prometheus scrapes.
+threads awaiting the customer or in review) read from Redis when Prometheus scrapes.
 
 `start(settings)` serves them on `TRIAGE_METRICS_PORT` from the worker's main process
 (`worker_ready`). With the default `threads` pool every task runs in that process. With
@@ -50,6 +50,7 @@ class BacklogCollector(Collector):
             dlq = state.xlen(keys.DEAD_LETTERS)
             pending = state.zcard(keys.PENDING)
             awaiting = state.zcount(keys.AWAITING, now - self._ttl, "+inf")
+            review = state.zcard(keys.REVIEW)
             replies = state.hlen(keys.REPLIES_PENDING)
             depths = {queue: broker.llen(queue) for queue in (QUEUE_TRIAGE, QUEUE_REPLIES)}
         except (redis.RedisError, OSError) as exc:
@@ -75,6 +76,11 @@ class BacklogCollector(Collector):
             "triage_threads_awaiting_customer",
             "Threads whose last decision asked the customer a question",
             value=float(awaiting),
+        )
+        yield GaugeMetricFamily(
+            "triage_threads_in_review",
+            "Threads whose decision waits for a person (the review lane, status needs_review)",
+            value=float(review),
         )
         yield GaugeMetricFamily(
             "triage_replies_pending",

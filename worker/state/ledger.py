@@ -22,6 +22,7 @@ import redis
 from common import keys
 from common.connections import as_text
 from common.prices import ModelPrice
+from worker.observe import metrics
 from worker.state.pricing import cache_saving_usd, cost_usd, price_for
 from worker.state.usage import Usage
 
@@ -105,9 +106,11 @@ class Ledger:
         batch: bool = False,
         when: dt.datetime | None = None,
     ) -> Charge:
-        """What one call costs, priced now; nothing is written yet."""
+        """What one call costs, priced now; nothing is written yet (the cost is counted in the
+        `triage_cost_usd` metric now: the API billed the call whether or not it is committed)."""
         counters = entry(usage, price_for(model, self._prices), batch)
         day = (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+        metrics.record_cost(model, counters["cost_micro_usd"] / 1_000_000)
         return Charge(day, model, category, counters)
 
     def write(self, thread_id: str, charges: list[Charge]) -> None:

@@ -79,14 +79,23 @@ class ReviewLane:
             items.append(ReviewItem(thread_id, float(since), self._store.peek(thread_id).meta))
         return items
 
-    def accept(self, thread_id: str, note: str | None = None) -> ReviewAccepted:
-        snapshot = self._store.peek(thread_id)
+    def accept(
+        self,
+        thread_id: str,
+        note: str | None = None,
+        by: str | None = None,
+        expected_version: int | None = None,
+    ) -> ReviewAccepted:
+        """`by`: who, recorded in the event; `expected_version`: the version the reviewer saw
+        (a thread that moved on since is refused as stale)."""
+        snapshot = self._seen(thread_id, expected_version)
         category = snapshot.meta.get("category", "")
         event = ReviewAccepted(
             thread_id=thread_id,
             category=category,
             fields=_fields(snapshot.meta),
             note=note,
+            by=by,
             reviewed_at=round(time.time(), 3),
         )
         self._apply(snapshot, REVIEWABLE, {}, event, corrected=False, note=note)
@@ -98,8 +107,10 @@ class ReviewLane:
         category: str,
         fields: dict[str, Any] | None = None,
         note: str | None = None,
+        by: str | None = None,
+        expected_version: int | None = None,
     ) -> Corrected:
-        snapshot = self._store.peek(thread_id)
+        snapshot = self._seen(thread_id, expected_version)
         previous_fields = _fields(snapshot.meta)
         new_fields = {**previous_fields, **(fields or {})}
         event = Corrected(
@@ -108,11 +119,18 @@ class ReviewLane:
             previous=Labelled(category=snapshot.meta.get("category"), fields=previous_fields),
             new=Labelled(category=category, fields=new_fields),
             note=note,
+            by=by,
             reviewed_at=round(time.time(), 3),
         )
         meta = {"category": category, "fields": json.dumps(new_fields)}
         self._apply(snapshot, CORRECTABLE, meta, event, corrected=True, note=note)
         return event
+
+    def _seen(self, thread_id: str, expected_version: int | None) -> Snapshot:
+        snapshot = self._store.peek(thread_id)
+        if expected_version is not None and snapshot.meta and snapshot.version != expected_version:
+            raise ReviewError(f"thread {thread_id} changed meanwhile: look again")
+        return snapshot
 
     def _apply(
         self,
