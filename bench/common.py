@@ -56,4 +56,9 @@ def worker_env(state: str, broker: str, emulator_url: str, **extra: str) -> dict
         "TRIAGE_LOG_FORMAT": "json",
         **extra,
     }
+    # `TRIAGE_BENCH_SETTINGS="TRIAGE_X=1,TRIAGE_Y=2"`: worker settings to compare a knob.
+    for pair in os.environ.get("TRIAGE_BENCH_SETTINGS", "").split(","):
+        name, sep, value = pair.strip().partition("=")
+        if sep:
+            env[name] = value
     return env
