@@ -264,7 +264,15 @@ def test_replay_a_dead_letter(pages, r, world, emulator):
     pages.find("#replay").click()
     pages.wait_text(f"{letter.entry_id}: replayed")
     assert pages.all("#no-dead-letters")
-    assert DeadLetterStream(r).size() == 0 and r.llen(f"triage:thread:{thread_id}:inbox") == 1
+    assert DeadLetterStream(r).size() == 0
+    message_id = letter.body["payload"]["message_id"]
+    wait_for(  # back in its thread: waiting there, or already decided by a running worker
+        lambda: (
+            r.llen(f"triage:thread:{thread_id}:inbox") == 1
+            or r.sismember(f"triage:thread:{thread_id}:applied", message_id)
+        ),
+        what="the replayed email back in its thread",
+    )
     pages.open("/dead-letters/purge")
     pages.shot("purge")
 

@@ -136,6 +136,10 @@ def test_doctor_reports_backlog_as_warnings(r, state_url, broker_url, emulator):
     """`doctor` warns about a stuck thread and dead letters, and still exits 0."""
     env = base_env(state_url, broker_url, emulator.base_url, TRIAGE_DRAIN_STALE_SECONDS="1")
     r.zadd(keys.PENDING, {"t-stuck": time.time() - 60})
+    # A drainer that looks alive (a fresh heartbeat), so a running worker's sweeper leaves the
+    # thread alone while doctor looks at it.
+    r.set(keys.worker_alive("w-doctor-test"), "1", ex=60)
+    r.set(keys.thread_scheduled("t-stuck"), f"running:{time.time() - 30:.3f}:w-doctor-test", ex=60)
     r.xadd(keys.DEAD_LETTERS, {"reason": "poison", "thread_id": "t-stuck", "payload": "{}"})
     code, checks = doctor(env)
     assert code == 0, checks  # warnings do not fail
