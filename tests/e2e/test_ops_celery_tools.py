@@ -239,6 +239,6 @@ def test_flower_serves_broker_pages_and_api_behind_basic_auth(flower, plain_work
         state = json.loads(body).get("state") if status == 200 else None
         return state if state in ("FAILURE", "SUCCESS") else None
 
-    assert wait_for(ended_state, 30, "Flower to see the task end") == "FAILURE"
+    assert wait_for(ended_state, 60, "Flower to see the task end") == "FAILURE"
     [letter] = dead_letters(r)
     assert letter.reason == "invalid_payload"
