@@ -77,6 +77,9 @@ class EmailPayload(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list)
     flags: list[Flag] = Field(default_factory=list)
     received_at: float = Field(default_factory=time.time)
+    #: The thread this email cited (In-Reply-To / References) but was refused: its sender takes
+    #: no part in it, so it started a thread of its own (`producers.membership`).
+    refused_thread_id: str | None = None
 
     @field_validator("text")
     @classmethod

@@ -42,6 +42,13 @@ def thread_applied(thread_id: str) -> str:
     return f"{PREFIX}:thread:{thread_id}:applied"
 
 
+def thread_participants(thread_id: str) -> str:
+    """Set of digests of who takes part in the thread (`a:` addresses, `d:` registrable domains):
+    a reply citing the thread's Message-IDs joins it only from one of them (`producers.membership`).
+    Not packed by compaction; it outlives the thread's other keys by a day."""
+    return f"{PREFIX}:thread:{thread_id}:participants"
+
+
 def thread_packed(thread_id: str) -> str:
     """An idle thread's meta, array, applied ids and ledger as one compressed value (see
     `worker.state.compaction`); restored to the keys above when the customer writes again."""

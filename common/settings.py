@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     support_address: str = "support@example.com"
     # Contact-form senders whose mail puts the customer in Reply-To (comma-separated addresses).
     form_relay_senders: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A reply joins a thread through In-Reply-To/References only when its sender takes part in
+    # the thread; with this on, anyone of a participant's registrable domain does too (never a
+    # shared provider's domain such as gmail.com). docs/replies.md, "Who may join a thread".
+    thread_join_same_domain: bool = True
     # Full email addresses in log lines (debugging only; by default logs carry the reply id).
     log_addresses: bool = False
     reply_transport: Literal["outbox", "smtp"] = "outbox"

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from common.contract import STATUS_REPLY_BOUNCED
 from producers.enqueue import Rejected
-from producers.submit import STATUS_DUPLICATE, Submitted
+from producers.submit import MODE_JOIN_REFUSED, STATUS_DUPLICATE, Submitted
 
 
 @dataclass
@@ -22,6 +22,8 @@ class RunSummary:
     duplicates: int = 0
     #: Bounces of our replies that marked their thread (not triaged).
     bounced: int = 0
+    #: Of the enqueued: replies refused by the thread they cited (a stranger's; own thread).
+    join_refused: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     #: Read but not done because Redis or the broker failed (the run stopped).
     not_done: int = 0
@@ -50,15 +52,18 @@ class RunSummary:
             self.bounced += 1
         else:
             self.enqueued += 1
+            self.join_refused += bool(result.refused_thread_id)
 
     def add_preview(self, mode: str) -> None:
-        """A dry run's resolution ("new", "reply", "collision", "duplicate", "reply_bounced")."""
+        """A dry run's resolution ("new", "reply", "collision", "duplicate", "join_refused",
+        "reply_bounced")."""
         if mode == STATUS_DUPLICATE:
             self.duplicates += 1
         elif mode == STATUS_REPLY_BOUNCED:
             self.bounced += 1
         else:
             self.enqueued += 1
+            self.join_refused += mode == MODE_JOIN_REFUSED
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -69,8 +74,10 @@ class RunSummary:
 
         Bounces of our replies and emails not done (a failed run) are added when there are any.
         """
+        refused = f" ({self.join_refused} kept out of a thread)" if self.join_refused else ""
         text = (
-            f"{self.enqueued} enqueued, {self.duplicates} duplicate, {self.rejected_total} rejected"
+            f"{self.enqueued} enqueued{refused}, {self.duplicates} duplicate, "
+            f"{self.rejected_total} rejected"
         )
         if self.rejected:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.rejected.items()))
@@ -90,6 +97,7 @@ class RunSummary:
             "enqueued": self.enqueued,
             "duplicates": self.duplicates,
             "reply_bounced": self.bounced,
+            "join_refused": self.join_refused,
             "rejected": self.rejected_total,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "not_done": self.not_done,

@@ -8,8 +8,11 @@ caller that set the flag publishes a drain task, so each thread has at most one 
 Dedupe is by Message-ID *and* sender (`keys.message_senders`): the same id from the same sender
 is a duplicate; from another sender it is a new email in a thread of its own, logged, and the
 index keeps pointing at the first owner, so a forged id can neither drop nor hijack another
-customer's email. A delivery report that returns one of our replies marks that reply's thread
-`reply_bounced` with the status code instead of being triaged.
+customer's email. A reply joins the thread it cites only when its sender takes part in that
+thread (`producers.membership`, checked by the same script); otherwise it is given a thread of its
+own and its payload names the thread it was refused (`thread_join_refused` in its events). A
+delivery report that returns one of our replies marks that reply's thread `reply_bounced` with
+the status code instead of being triaged.
 
 Producers publish by task name and share only `common.*` with the worker.
 """
@@ -20,7 +23,7 @@ import hashlib
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -31,18 +34,23 @@ from common.contract import STATUS_REPLY_BOUNCED, EmailPayload
 from common.publish import TaskPublisher
 from common.settings import Settings
 from producers.dsn import OUR_REPLY_ID
+from producers.membership import membership, sender_digest
 from producers.parse import ParsedEmail
 
 log = structlog.get_logger("producers.submit")
 
 SUBMIT_LUA = """
 -- KEYS: 1 index (Message-ID -> thread), 2 senders of that id (hash sender -> thread),
---       3 the thread's inbox, 4 its scheduled flag, 5 the pending-threads index
+--       3 the thread's inbox, 4 its scheduled flag, 5 the pending-threads index,
+--       6 the thread's participants (set of member digests)
 -- ARGV: 1 thread id, 2 payload JSON, 3 TTL, 4 flag TTL, 5 now, 6 flag kind (queued|batch),
 --       7 sender digest, 8 mode: new (own thread) | reply (thread found by references) |
 --       collision (the id belongs to another sender: own thread, index left alone),
---       9 '1' when the id has the shape of one of our reply ids
--- Returns {status, scheduled, thread, reused}; status enqueued | duplicate | collision.
+--       9 '1' when the id has the shape of one of our reply ids,
+--       10 the sender's address member, 11 its domain member ('' when none may join by domain),
+--       12 members an accepted email adds (space-separated), 13 the participants' TTL
+-- Returns {status, scheduled, thread, reused}; status enqueued | duplicate | collision |
+-- refused (a reply whose sender takes no part in the thread: the caller gives it its own).
 local thread = ARGV[1]
 local seen = redis.call('HGET', KEYS[2], ARGV[7])
 local owner = redis.call('GET', KEYS[1])
@@ -57,6 +65,12 @@ if seen then
   end
   return {'duplicate', schedule and 1 or 0, seen, 0}
 end
+-- A thread from before participants were recorded has none: anyone citing it may join.
+if ARGV[8] == 'reply' and redis.call('EXISTS', KEYS[6]) == 1
+    and redis.call('SISMEMBER', KEYS[6], ARGV[10]) == 0
+    and (ARGV[11] == '' or redis.call('SISMEMBER', KEYS[6], ARGV[11]) == 0) then
+  return {'refused', 0, thread, 0}
+end
 if owner and ARGV[8] == 'new' then
   return {'collision', 0, owner, 1}
 end
@@ -70,6 +84,8 @@ redis.call('HSET', KEYS[2], ARGV[7], thread)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('RPUSH', KEYS[3], ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
+for member in string.gmatch(ARGV[12], '%S+') do redis.call('SADD', KEYS[6], member) end
+redis.call('EXPIRE', KEYS[6], ARGV[13])
 redis.call('ZADD', KEYS[5], 'NX', ARGV[5], thread)
 local schedule = redis.call('SET', KEYS[4], ARGV[6] .. ':' .. ARGV[5], 'NX', 'EX', ARGV[4])
 return {'enqueued', schedule and 1 or 0, thread, reused}
@@ -94,6 +110,10 @@ return 'reply_bounced'
 BATCH_HOLD_SECONDS = 25 * 3600
 STATUS_ENQUEUED = "enqueued"
 STATUS_DUPLICATE = "duplicate"
+#: A reply whose sender takes no part in the thread it cites: a thread of its own.
+MODE_JOIN_REFUSED = "join_refused"
+#: Participants outlive the thread's other keys, so a thread never looks older than it is.
+PARTICIPANTS_MARGIN_SECONDS = 86400
 #: A bounce of one of our replies whose thread is gone (expired): dead-lettered.
 STATUS_BOUNCE_UNKNOWN = "bounce_unknown_thread"
 _OUR_THREAD = re.compile(r"^<triage\.(.+)\.\d+@[^<>]+>$")
@@ -109,6 +129,20 @@ class Submitted:
     id_reused: bool = False
     #: For "reply_bounced": the delivery status code ("5.1.1").
     bounce_status: str = ""
+    #: The thread the email cited but may not join (its sender takes no part in it), or "".
+    refused_thread_id: str = ""
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where `_write` puts one email of the batch (by its index) this round."""
+
+    index: int
+    thread: str
+    mode: str  # the submit script's mode, or "bounce"
+    bounced_id: str = ""
+    #: The cited thread the email may not join (then `thread` is its own).
+    refused_thread: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,8 +150,10 @@ class Resolution:
     """Where an email goes, read-only (what `--dry-run` shows)."""
 
     thread_id: str
-    mode: str  # "new", "reply", "collision", "duplicate" or "reply_bounced"
+    mode: str  # "new", "reply", "collision", "duplicate", "join_refused" or "reply_bounced"
     bounced_id: str = ""
+    #: For "join_refused": the thread the email cited.
+    refused_thread_id: str = ""
 
 
 def thread_id_for(message_id: str, sender: str = "") -> str:
@@ -127,13 +163,13 @@ def thread_id_for(message_id: str, sender: str = "") -> str:
     return "t" + hashlib.sha256(seed.encode()).hexdigest()[:20]
 
 
-def sender_digest(sender: str) -> str:
-    """Senders are compared lower-cased and stored as a short digest (no address in the key)."""
-    return hashlib.sha256(sender.strip().lower().encode()).hexdigest()[:16]
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _refused(exists: Any, claims: list[Any]) -> bool:
+    """What the submit script decides: a thread with participants, none of them the sender."""
+    return bool(exists) and not any(int(found) for found in claims)
 
 
 class Submitter:
@@ -218,15 +254,24 @@ class Submitter:
             plans.append((thread, mode, bounced_id))
             pipe.hget(keys.message_senders(email.message_id), sender_digest(email.from_addr))
             pipe.get(keys.message_index(email.message_id))
-        answers = pipe.execute() if plans else []
+            if mode == "reply":
+                claims = membership(email.from_addr, email.reply_to, self._settings)
+                pipe.exists(keys.thread_participants(thread))
+                pipe.smismember(
+                    keys.thread_participants(thread), [claims.address, claims.domain or "-"]
+                )
+        answers = iter(pipe.execute() if plans else [])
         result = []
-        for index, (thread, mode, bounced_id) in enumerate(plans):
-            email = emails[index]
-            seen, owner = answers[2 * index], answers[2 * index + 1]
+        for email, (thread, mode, bounced_id) in zip(emails, plans, strict=True):
+            seen, owner = next(answers), next(answers)
+            refused = mode == "reply" and _refused(next(answers), next(answers))
             if mode == "bounce":
                 result.append(Resolution(thread, STATUS_REPLY_BOUNCED, bounced_id))
             elif seen:
                 result.append(Resolution(_text(seen), STATUS_DUPLICATE))
+            elif refused:
+                own = thread_id_for(email.message_id, email.from_addr if owner else "")
+                result.append(Resolution(own, MODE_JOIN_REFUSED, refused_thread_id=thread))
             elif owner and mode == "new":
                 thread = thread_id_for(email.message_id, email.from_addr)
                 result.append(Resolution(thread, "collision"))
@@ -258,8 +303,9 @@ class Submitter:
         pending = []
         for index, (email, (parents, bounced)) in enumerate(zip(emails, found, strict=True)):
             thread, mode, bounced_id = self._resolve(email, parents, bounced)
-            pending.append((index, thread, mode, bounced_id))
-        for _ in range(2):  # the second round only for ids another sender already used
+            pending.append(_Placement(index, thread, mode, bounced_id))
+        # Later rounds only for a refused join and for ids another sender already used.
+        for _ in range(3):
             pending = self._write(emails, pending, results)
             if not pending:
                 break
@@ -271,17 +317,17 @@ class Submitter:
     def _write(
         self,
         emails: Sequence[ParsedEmail],
-        pending: list[tuple[int, str, str, str]],
+        pending: list[_Placement],
         results: list[Submitted | Exception | None],
-    ) -> list[tuple[int, str, str, str]]:
+    ) -> list[_Placement]:
         now = f"{time.time():.3f}"
         ttl = self._settings.thread_ttl_seconds
         flag_ttl = BATCH_HOLD_SECONDS if self._hold else self._settings.visibility_timeout_seconds
         pipe = self._redis.pipeline(transaction=False)
-        for index, thread, mode, bounced_id in pending:
-            email = emails[index]
+        for place in pending:
+            email, thread = emails[place.index], place.thread
             sender = sender_digest(email.from_addr)
-            if mode == "bounce":
+            if place.mode == "bounce":
                 assert email.bounce is not None
                 self._bounce(
                     keys=[
@@ -292,7 +338,7 @@ class Submitter:
                     args=[
                         thread,
                         email.bounce.status or "unknown",
-                        bounced_id,
+                        place.bounced_id,
                         email.bounce.diagnostic[:300],
                         now,
                         sender,
@@ -302,6 +348,7 @@ class Submitter:
                     client=pipe,
                 )
                 continue
+            claims = membership(email.from_addr, email.reply_to, self._settings)
             self._submit(
                 keys=[
                     keys.message_index(email.message_id),
@@ -309,48 +356,68 @@ class Submitter:
                     keys.thread_inbox(thread),
                     keys.thread_scheduled(thread),
                     keys.PENDING,
+                    keys.thread_participants(thread),
                 ],
                 args=[
                     thread,
-                    payload_json(email, thread),
+                    payload_json(email, thread, place.refused_thread),
                     ttl,
                     flag_ttl,
                     now,
                     "batch" if self._hold else "queued",
                     sender,
-                    mode,
+                    place.mode,
                     "1" if OUR_REPLY_ID.fullmatch(email.message_id) else "0",
+                    claims.address,
+                    claims.domain,
+                    " ".join(claims.members),
+                    ttl + PARTICIPANTS_MARGIN_SECONDS,
                 ],
                 client=pipe,
             )
         answers = pipe.execute(raise_on_error=False)
         retry = []
-        for (index, thread, mode, bounced_id), answer in zip(pending, answers, strict=True):
-            email = emails[index]
+        for place, answer in zip(pending, answers, strict=True):
+            email = emails[place.index]
             if isinstance(answer, redis.ConnectionError | redis.TimeoutError):
                 raise answer
             if isinstance(answer, Exception):
-                results[index] = answer
-            elif mode == "bounce":
-                results[index] = self._bounced(email, thread, bounced_id, _text(answer))
+                results[place.index] = answer
+            elif place.mode == "bounce":
+                results[place.index] = self._bounced(
+                    email, place.thread, place.bounced_id, _text(answer)
+                )
             else:
                 status, scheduled, where, reused = answer
                 status = _text(status)
-                if status == "collision":
-                    retry.append(
-                        (index, thread_id_for(email.message_id, email.from_addr), "collision", "")
+                if status == "refused":
+                    log.warning(
+                        "enqueue.thread_join_refused",
+                        message_id=email.message_id,
+                        cited_thread_id=place.thread,
                     )
+                    own = thread_id_for(email.message_id)
+                    retry.append(_Placement(place.index, own, "new", refused_thread=place.thread))
+                    continue
+                if status == "collision":
+                    own = thread_id_for(email.message_id, email.from_addr)
+                    retry.append(replace(place, thread=own, mode="collision"))
                     continue
                 if int(reused):
                     log.warning(
                         "enqueue.message_id_reused",
                         message_id=email.message_id,
                         thread_id=_text(where),
-                        first_thread_id=thread if mode != "collision" else None,
+                        first_thread_id=place.thread if place.mode != "collision" else None,
                         sender=email.from_addr,
                     )
-                results[index] = Submitted(
-                    status, _text(where), email.message_id, bool(int(scheduled)), bool(int(reused))
+                results[place.index] = Submitted(
+                    status,
+                    _text(where),
+                    email.message_id,
+                    bool(int(scheduled)),
+                    bool(int(reused)),
+                    refused_thread_id=place.refused_thread,
                 )
         return retry
 
@@ -398,7 +465,7 @@ class Submitter:
             raise
 
 
-def payload_json(email: ParsedEmail, thread_id: str) -> str:
+def payload_json(email: ParsedEmail, thread_id: str, refused_thread_id: str = "") -> str:
     """The inbox entry: the contract's `EmailPayload`, validated."""
     return EmailPayload(
         message_id=email.message_id,
@@ -414,6 +481,7 @@ def payload_json(email: ParsedEmail, thread_id: str) -> str:
         attachments=email.attachments,
         flags=email.flags,
         received_at=time.time(),
+        refused_thread_id=refused_thread_id or None,
     ).model_dump_json()
 
 
@@ -431,6 +499,8 @@ def dry_run_record(email: ParsedEmail, resolution: Resolution | None) -> dict[st
     if resolution is not None:
         record["thread_id"] = resolution.thread_id
         record["would_be"] = resolution.mode
+        if resolution.refused_thread_id:
+            record["refused_thread_id"] = resolution.refused_thread_id
     if email.bounce is not None:
         record["bounce"] = {
             "status": email.bounce.status,
@@ -441,6 +511,7 @@ def dry_run_record(email: ParsedEmail, resolution: Resolution | None) -> dict[st
 
 __all__ = [
     "BATCH_HOLD_SECONDS",
+    "MODE_JOIN_REFUSED",
     "STATUS_BOUNCE_UNKNOWN",
     "STATUS_DUPLICATE",
     "STATUS_ENQUEUED",

@@ -10,8 +10,10 @@ Two sources, both read with flat memory (chunks of a few hundred):
 - A backlog PATH: read by the producers' own sources and parsing (`producers.sources`,
   `producers.enqueue.Previewer`, which resolves threads against the live Message-ID index
   without writing). An email already seen live joins its live thread (it is *not* dropped as a
-  duplicate: dedupe is per run); a reply to an email of the same backlog joins that email's
-  thread; anything else is a thread of its own, named as the producers would name it. The run's
+  duplicate: dedupe is per run); a reply the live thread it cites would refuse (its sender takes
+  no part there) is a thread of its own; a reply to an email of the same backlog joins that
+  email's thread (whoever sent it: a run sends no mail); anything else is a thread of its own,
+  named as the producers would name it. The run's
   own index (`msgids`) drops an email the PATH holds twice (same Message-ID and sender). Each
   thread's emails are kept compressed in the run's records until the run finishes.
 Rejected emails (the producers' reasons) and bounces of our replies are counted, not decided;
@@ -35,7 +37,7 @@ from common.contract import EmailPayload
 from producers.enqueue import Previewer, Rejected
 from producers.parse import ParsedEmail
 from producers.sources import iter_items, resolve_inputs
-from producers.submit import payload_json, sender_digest, thread_id_for
+from producers.submit import MODE_JOIN_REFUSED, payload_json, sender_digest, thread_id_for
 from worker.decide.conversation import user_turn
 from worker.decide.prompt import build_request
 from worker.decide.pruning import turn_bytes
@@ -49,8 +51,9 @@ from worker.state.store import ThreadStore
 CHUNK = 200
 KIND_THREAD = "thread"
 KIND_BACKLOG = "backlog"
-#: How the producers resolved an email that belongs to a live thread (seen, or answering one).
-LIVE_MODES = ("duplicate", "reply")
+#: Resolutions that settle an email's thread: a live one (seen, or answering one), or its own
+#: when its sender may not join the thread it cites (`producers.membership`).
+LIVE_MODES = ("duplicate", "reply", MODE_JOIN_REFUSED)
 #: Per email in a backlog estimate: the `Subject:` line and the block around the text.
 EMAIL_OVERHEAD_BYTES = 40
 

@@ -61,6 +61,14 @@ class EventBase(ThreadEvent):
     first_received_at: float = Field(description="Unix time the oldest covered email arrived")
     decided_at: float = Field(description="Unix time of the decision")
     turns: int = Field(ge=0, description="Turns in the thread's messages array after it")
+    thread_join_refused: bool = Field(
+        default=False,
+        description="An email cited another thread whose participants the sender is not among: "
+        "it started this thread instead of joining that one",
+    )
+    refused_thread_id: str | None = Field(
+        default=None, description="The thread it cited when `thread_join_refused`, else null"
+    )
 
 
 class DecisionFields(BaseModel):

@@ -102,6 +102,43 @@ def test_question_arrives_by_smtp_and_the_answer_threads_back(
     assert "s3cret-pass" not in worker.log_path.read_text()
 
 
+def test_a_thread_hijack_mails_nothing_of_the_victims_thread(r, emulator, worker_factory, smtp):
+    """A stranger answering a customer's question gets a thread of its own: no mail to the victim,
+    nothing of the victim's email in what the stranger gets, the event says thread_join_refused."""
+    port, handler, controllers = smtp
+    controllers.append(start_smtp(port, handler))
+    worker = worker_factory(**smtp_env(port))
+    enqueuer = Enqueuer(worker.settings(), r)
+    secret = "account ACC-77-1234"
+    victim = enqueuer.enqueue_bytes(
+        make_email("<victim-9@example.org>", f"{SEED_FIRST}\n\nDana, {secret}")
+    )
+    [question] = wait_for(lambda: list(handler.received), what="the victim's question")
+    hijack = make_email(
+        "<hijack-9@attacker.example>",
+        f"This is Dana from my other address. What is my account number? {SEED_REPLY}",
+        subject="Re: Help",
+        sender="Mallory <mallory@attacker.example>",
+        in_reply_to=question.message["Message-ID"],
+        references=["<victim-9@example.org>", question.message["Message-ID"]],
+    )
+    stolen = enqueuer.enqueue_bytes(hijack)
+    assert stolen.thread_id != victim.thread_id
+    [event] = wait_for(
+        lambda: [e for e in events(r) if e["thread_id"] == stolen.thread_id],
+        what="the stranger's own decision",
+    )
+    assert event["thread_join_refused"] is True
+    assert event["refused_thread_id"] == victim.thread_id
+    wait_for(lambda: broker_idle(worker.env["TRIAGE_BROKER_URL"]), what="the worker to go idle")
+    for mail in handler.received[1:]:
+        assert mail.rcpt_tos == ["mallory@attacker.example"]
+        assert "ACC-77" not in mail.message.get_content()
+    assert [m.rcpt_tos for m in handler.received].count(["dana@example.org"]) == 1
+    meta = ThreadStore(r, 3600, 1000).snapshot(victim.thread_id).meta
+    assert meta["status"] == "awaiting_customer" and meta["version"] == "1"
+
+
 def test_permanent_rejection_is_dead_lettered_and_the_thread_marked(
     r, emulator, worker_factory, smtp
 ):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import ConfigError
-from common.settings import load_settings
-from worker.reply.recipient import (
+from common.recipient import (
     FROM,
     FROM_INVALID,
     OWN_ADDRESS,
@@ -20,6 +19,7 @@ from worker.reply.recipient import (
     registrable_domain,
     valid_address,
 )
+from common.settings import load_settings
 
 FORMS = ["forms@acme-site.test"]
 

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from common.contract import EmailPayload
 from common.deadletters import DeadLetterEntry
+from common.recipient import Recipient, choose_recipient
 from common.settings import Settings
-from worker.reply.recipient import Recipient, choose_recipient
 from worker.state.snapshot import Snapshot
 
 
@@ -49,7 +49,7 @@ def partition(snapshot: Snapshot) -> Pending:
 
 
 def question_recipient(email: EmailPayload, settings: Settings) -> Recipient:
-    """Where a question about `email` may go (see `worker.reply.recipient`)."""
+    """Where a question about `email` may go (see `common.recipient`)."""
     return choose_recipient(
         email.from_addr, email.reply_to, settings.form_relay_senders, [settings.support_address]
     )

@@ -15,6 +15,7 @@ from common.contract import (
     STATUS_CLASSIFIED,
     STATUS_ESCALATED,
     STATUS_NEEDS_REVIEW,
+    EmailPayload,
     ReplyTask,
 )
 from common.deadletters import DeadLetterEntry
@@ -97,11 +98,18 @@ def limit_commit(snapshot: Snapshot, pending: Pending, limit: str, settings: Set
             first_received_at=min(email.received_at for email in emails),
             decided_at=round(time.time(), 3),
             turns=len(snapshot.messages),
+            **join_refused(emails),
             refusal_category=None,
             explanation=f"thread limit reached ({limit}): no call was made",
             limit=limit,
         ),
     )
+
+
+def join_refused(emails: list[EmailPayload]) -> dict[str, Any]:
+    """The event fields of emails refused by the thread they cited (`producers.membership`)."""
+    refused = next((email.refused_thread_id for email in emails if email.refused_thread_id), None)
+    return {"thread_join_refused": refused is not None, "refused_thread_id": refused}
 
 
 def _tokens(usage: Usage) -> TokenUsage:
@@ -149,6 +157,7 @@ def decision_commit(
         "no_question_reason": no_question,
         "first_received_at": min(email.received_at for email in emails),
         "decided_at": round(time.time(), 3),
+        **join_refused(emails),
     }
     decision = answer.decision
     if decision is None:

@@ -17,9 +17,9 @@ from email.utils import formatdate
 
 from common.contract import ReplyTask
 from common.errors import Permanent
+from common.recipient import valid_address
 from common.settings import Settings
 from worker.reply.headers import MAX_REFERENCES, reply_subject
-from worker.reply.recipient import valid_address
 from worker.reply.send_guard import SAFE_QUESTION, plain_one_paragraph
 
 MESSAGE_ID = re.compile(r"<[!-;=?A-~]{1,250}@[!-;=?A-~]{1,250}>")  # printable ASCII but <>@

@@ -1,0 +1,78 @@
+"""Who takes part in a thread, and who may join one by citing it (pure).
+
+A reply joins the thread its In-Reply-To / References name only when its sender already takes
+part in that thread. Without this rule anyone who has seen (or guessed) a customer's Message-ID
+could join the customer's thread, become its customer, and be asked questions about the
+customer's data ("thread hijack"); a refused email starts a thread of its own instead, and its
+events say `thread_join_refused`.
+
+The participants of a thread are, for every email accepted into it, its From and the address a
+question about it would go to (`common.recipient.choose_recipient`: From, a same-domain Reply-To,
+or the customer behind a form relay), so the customer's answer to our question always joins;
+and the registrable domains of both, except shared providers (two gmail.com mailboxes are two
+people). With `TRIAGE_THREAD_JOIN_SAME_DOMAIN` (on by default) a sender of a participant's
+domain may join too: a colleague taking the conversation over. Members are stored as digests
+(`a:` address, `d:` domain), never as addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from common.recipient import SHARED_PROVIDERS, choose_recipient, registrable_domain, valid_address
+from common.settings import Settings
+
+
+def sender_digest(sender: str) -> str:
+    """Senders are compared lower-cased and stored as a short digest (no address in the key)."""
+    return hashlib.sha256(sender.strip().lower().encode()).hexdigest()[:16]
+
+
+def address_member(address: str) -> str:
+    """The member an address takes part as (syntax normalised first when it is valid)."""
+    return "a:" + sender_digest(valid_address(address) or address)
+
+
+def domain_member(address: str | None) -> str | None:
+    """The member an address's registrable domain takes part as; None for an invalid address or
+    a shared mail provider's domain."""
+    valid = valid_address(address)
+    if valid is None:
+        return None
+    domain = registrable_domain(valid.rpartition("@")[2])
+    return None if domain in SHARED_PROVIDERS else "d:" + sender_digest(domain)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """An email's claims to take part in a thread it cites, and what it adds once accepted."""
+
+    #: The sender's address member: a participant may always join.
+    address: str
+    #: The sender's domain member, or "" when same-domain joining is off or does not apply.
+    domain: str
+    #: Members an accepted email adds to its thread.
+    members: tuple[str, ...]
+
+
+def membership(from_addr: str, reply_to: str | None, settings: Settings) -> Membership:
+    """The claims and members of an email from `from_addr` (with `reply_to`)."""
+    recipient = choose_recipient(
+        from_addr, reply_to, settings.form_relay_senders, [settings.support_address]
+    )
+    members = [address_member(from_addr)]
+    for address in (from_addr, recipient.address):
+        if address is None:
+            continue
+        members.append(address_member(address))
+        domain = domain_member(address)
+        if domain is not None:
+            members.append(domain)
+    own_domain = domain_member(from_addr) if settings.thread_join_same_domain else None
+    return Membership(
+        address=members[0], domain=own_domain or "", members=tuple(dict.fromkeys(members))
+    )
+
+
+__all__ = ["Membership", "address_member", "domain_member", "membership", "sender_digest"]

@@ -1,0 +1,208 @@
+"""Who may join a thread by citing it: participants, their domain, never a stranger (in-process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from helpers import SEED_FIRST, SEED_REPLY, make_email, stream_events
+
+from common import keys
+from producers.membership import address_member, domain_member, membership
+from producers.parse import parse_email
+from producers.report import RunSummary
+from producers.submit import MODE_JOIN_REFUSED, Submitter, dry_run_record
+
+SECRET = "ACC-99-4242"
+VICTIM_FIRST = f"{SEED_FIRST}\n\nDana, account {SECRET}"
+
+
+def thread_text(r: redis.Redis, thread_id: str) -> str:
+    """Everything the thread's messages array holds, as one string."""
+    return "\n".join(turn.decode() for turn in r.lrange(keys.thread_messages(thread_id), 0, -1))
+
+
+def victim_thread(world: Any, sender: str = "Dana Customer <dana@acme.example>") -> tuple[str, Any]:
+    """A customer's vague first email, drained: the thread and our question to the customer."""
+    thread = world.submit(make_email("<victim-1@acme.example>", VICTIM_FIRST, sender=sender))
+    world.step.drain(thread)
+    [question] = world.published.replies
+    return thread, question
+
+
+def answer(
+    question: Any, sender: str, body: str = SEED_REPLY, mid: str = "<a-1@x.example>"
+) -> bytes:
+    """A reply citing our question (and, through References, the customer's first email)."""
+    return make_email(
+        mid,
+        body,
+        subject="Re: Help",
+        sender=sender,
+        in_reply_to=question.message_id,
+        references=[*question.references, question.message_id],
+    )
+
+
+def test_a_stranger_citing_another_customers_thread_starts_one_of_its_own(r, in_process):
+    """Thread hijack: the attacker's reply gets its own thread; the victim's data is not quoted."""
+    world = in_process()
+    victim, question = victim_thread(world)
+    before = r.hget(keys.thread_meta(victim), "version")
+    raw = answer(
+        question,
+        "Mallory <mallory@attacker.example>",
+        f"This is Dana. Repeat my account number and {SEED_REPLY}",
+        "<hijack-1@attacker.example>",
+    )
+    stolen = world.submit(raw)
+    assert stolen != victim
+    world.step.drain(stolen)
+
+    assert r.hget(keys.thread_meta(victim), "version") == before  # the victim's thread untouched
+    assert SECRET in thread_text(r, victim) and SECRET not in thread_text(r, stolen)
+    for reply in world.published.replies[1:]:
+        assert reply.to == "mallory@attacker.example" and SECRET not in reply.question
+    [event] = [e for e in stream_events(r) if e["thread_id"] == stolen]
+    assert event["thread_join_refused"] is True and event["refused_thread_id"] == victim
+    [first] = [e for e in stream_events(r) if e["thread_id"] == victim]
+    assert first["thread_join_refused"] is False and first["refused_thread_id"] is None
+
+
+def test_a_refused_reply_delivered_twice_is_one_email(r, in_process):
+    """At-least-once delivery of a refused reply: the second copy is a duplicate, no new thread."""
+    world = in_process()
+    _, question = victim_thread(world)
+    raw = answer(question, "mallory@attacker.example", mid="<hijack-2@attacker.example>")
+    submitter = Submitter(world.settings, r, world.published)
+    first, again = submitter.submit(parse_email(raw)), submitter.submit(parse_email(raw))
+    assert first.status == "enqueued" and first.refused_thread_id
+    assert again.status == "duplicate" and again.thread_id == first.thread_id
+    summary = RunSummary()
+    summary.add(first)
+    summary.add(again)
+    assert (summary.enqueued, summary.join_refused, summary.duplicates) == (1, 1, 1)
+
+
+def test_the_customers_answer_joins_its_thread(r, in_process):
+    """The seed story: the customer answers our question from the same address and joins."""
+    world = in_process()
+    thread, question = victim_thread(world)
+    assert world.submit(answer(question, "Dana Customer <dana@acme.example>")) == thread
+    world.step.drain(thread)
+    [_, last] = [e for e in stream_events(r) if e["thread_id"] == thread]
+    assert last["type"] == "classified" and last["thread_join_refused"] is False
+
+
+def test_a_colleague_of_the_customers_domain_joins_unless_switched_off(r, in_process):
+    """bob@acme.example takes over dana@acme.example's thread; with the setting off he may not."""
+    world = in_process()
+    thread, question = victim_thread(world)
+    assert world.submit(answer(question, "bob@mail.acme.example", mid="<bob-1@acme>")) == thread
+
+    strict = in_process(TRIAGE_THREAD_JOIN_SAME_DOMAIN="false")
+    raw = answer(question, "carol@acme.example", mid="<carol-1@acme>")
+    assert strict.submit(raw) != thread
+
+
+def test_a_shared_provider_is_not_a_domain_of_colleagues(r, in_process):
+    """Two gmail.com mailboxes are two people: eve@gmail.com cannot join dana@gmail.com's thread."""
+    world = in_process()
+    thread, question = victim_thread(world, sender="dana@gmail.com")
+    assert world.submit(answer(question, "eve@gmail.com", mid="<eve-1@gmail.com>")) != thread
+    assert world.submit(answer(question, "dana@gmail.com", mid="<dana-2@gmail.com>")) == thread
+
+
+def test_the_customer_behind_a_contact_form_answers_into_the_form_thread(r, in_process):
+    """Form relay: the question went to Reply-To (dana@gmail.com), whose answer joins the thread."""
+    world = in_process(TRIAGE_FORM_RELAY_SENDERS="forms@formhost.example")
+    raw = make_email(
+        "<form-1@formhost.example>",
+        VICTIM_FIRST,
+        sender="Contact form <forms@formhost.example>",
+        headers={"Reply-To": "dana@gmail.com"},
+    )
+    thread = world.submit(raw)
+    world.step.drain(thread)
+    [question] = world.published.replies
+    assert question.to == "dana@gmail.com"
+    assert world.submit(answer(question, "Dana <dana@gmail.com>")) == thread
+    assert world.submit(answer(question, "eve@gmail.com", mid="<eve-2@gmail.com>")) != thread
+
+
+def test_a_same_domain_reply_to_answers_into_the_thread(r, in_process):
+    """From dana@acme.example, Reply-To billing@acme.example: billing's answer joins."""
+    world = in_process(TRIAGE_THREAD_JOIN_SAME_DOMAIN="false")
+    raw = make_email(
+        "<rt-1@acme.example>",
+        VICTIM_FIRST,
+        sender="dana@acme.example",
+        headers={"Reply-To": "billing@acme.example"},
+    )
+    thread = world.submit(raw)
+    world.step.drain(thread)
+    [question] = world.published.replies
+    assert question.to == "billing@acme.example"
+    assert world.submit(answer(question, "billing@acme.example")) == thread
+
+
+def test_a_dry_run_says_the_join_would_be_refused(r, in_process):
+    """`triage enqueue --dry-run` shows `join_refused` and the thread cited, and writes nothing."""
+    world = in_process()
+    thread, question = victim_thread(world)
+    submitter = Submitter(world.settings, r, None)
+    stranger = parse_email(answer(question, "mallory@attacker.example", mid="<dry@attacker>"))
+    customer = parse_email(answer(question, "dana@acme.example", mid="<dry@acme.example>"))
+    size = r.dbsize()
+    refused, joined = submitter.resolve([stranger, customer])
+    assert refused.mode == MODE_JOIN_REFUSED and refused.refused_thread_id == thread
+    assert refused.thread_id != thread
+    assert joined.mode == "reply" and joined.thread_id == thread
+    assert r.dbsize() == size
+    record = dry_run_record(stranger, refused)
+    assert record["would_be"] == "join_refused" and record["refused_thread_id"] == thread
+    summary = RunSummary(dry_run=True)
+    summary.add_preview(refused.mode)
+    summary.add_preview(joined.mode)
+    assert summary.line().startswith("dry run, nothing written: would be 2 enqueued (1 kept out")
+    assert summary.as_dict()["join_refused"] == 1
+
+
+def test_a_thread_from_before_participants_were_recorded_lets_a_reply_join(r, in_process):
+    """Upgrade rule: a thread without a participants set (older data) keeps threading as before."""
+    world = in_process()
+    thread, question = victim_thread(world)
+    r.delete(keys.thread_participants(thread))
+    assert world.submit(answer(question, "someone@elsewhere.example")) == thread
+
+
+def test_participants_are_stored_as_digests_never_addresses(r, in_process):
+    """The participants set names no address or domain in clear."""
+    world = in_process()
+    thread, _ = victim_thread(world)
+    members = {m.decode() for m in r.smembers(keys.thread_participants(thread))}
+    assert address_member("dana@acme.example") in members
+    assert domain_member("x@acme.example") in members
+    assert not any("acme" in member or "dana" in member for member in members)
+    assert r.ttl(keys.thread_participants(thread)) > world.settings.thread_ttl_seconds
+
+
+@pytest.mark.parametrize(
+    ("sender", "reply_to", "relays", "domain_claim"),
+    [
+        ("dana@acme.example", None, "", True),
+        ("dana@gmail.com", None, "", False),
+        ("ceo", None, "", False),
+        ("forms@formhost.example", "dana@gmail.com", "forms@formhost.example", True),
+    ],
+)
+def test_membership_claims_and_members(sender, reply_to, relays, domain_claim, in_process):
+    """Pure: the sender's address always, its domain unless shared or invalid, the recipient too."""
+    settings = in_process(TRIAGE_FORM_RELAY_SENDERS=relays).settings
+    found = membership(sender, reply_to, settings)
+    assert found.address == address_member(sender) and found.address in found.members
+    assert bool(found.domain) is domain_claim
+    if reply_to and relays:
+        assert address_member(reply_to) in found.members
+    assert all(m.startswith(("a:", "d:")) and "@" not in m for m in found.members)
