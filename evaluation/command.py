@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from common.errors import ConfigError, TriageError
 from common.logging import configure_logging
+from common.runoptions import decision_options, option_overrides
 from common.settings import Settings, load_settings
 from evaluation import compare as comparing
 from evaluation import metrics, report
@@ -51,15 +52,8 @@ def threshold(value: float) -> float:
 
 
 def _settings(model: str | None, taxonomy: Path | None, prompt_file: Path | None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if model:
-        overrides["model"] = model
-    if taxonomy is not None:
-        overrides["taxonomy_file"] = taxonomy
-    if prompt_file is not None:
-        overrides["system_prompt_file"] = prompt_file
     try:
-        return load_settings(**overrides)
+        return load_settings(**option_overrides(taxonomy, model, prompt_file))
     except ConfigError as exc:
         raise UsageFailure(str(exc)) from None
 
@@ -214,17 +208,7 @@ def review_thresholds_set(settings: Settings) -> bool:
 
 @click.command("eval")
 @click.argument("datasets", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--taxonomy",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Taxonomy file (YAML/TOML) instead of TRIAGE_TAXONOMY_FILE.",
-)
-@click.option("--model", help="Model id instead of TRIAGE_MODEL.")
-@click.option(
-    "--system-prompt-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="System prompt template instead of TRIAGE_SYSTEM_PROMPT_FILE.",
-)
+@decision_options
 @click.option(
     "--via",
     type=click.Choice(["live", "batch"]),

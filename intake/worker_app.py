@@ -10,7 +10,6 @@ that lacks the task).
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any
 
@@ -18,9 +17,8 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from common.contract import QUEUE_INGEST, TASK_INGEST
-from common.errors import ConfigError
 from common.publish import Publisher
-from common.settings import Settings, load_settings
+from common.settings import Settings
 from intake import task as ingest
 from producers.enqueue import Enqueuer
 from worker import app as worker_app
@@ -52,22 +50,4 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-_app: Celery | None = None
-
-
-def get_app() -> Celery:
-    """The process-wide app, built from the environment on first use."""
-    global _app
-    if _app is None:
-        try:
-            _app = create_app(load_settings())
-        except ConfigError as exc:
-            print(f"triage: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-    return _app
-
-
-def __getattr__(name: str) -> Celery:
-    if name in ("app", "celery"):
-        return get_app()
-    raise AttributeError(name)
+get_app, __getattr__ = worker_app.lazy_app(create_app)

@@ -115,6 +115,30 @@ def _fields_changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
 
 
+def _changed_row(
+    summary: Summary,
+    decision: RunDecision,
+    baseline_fields: dict[str, Any],
+    before: str,
+    after: str,
+    fields: list[str],
+) -> Row:
+    """Counts a changed thread in `summary`; its row (against live or another run alike)."""
+    summary.changed += 1
+    summary.pairs[(before, after)] += 1
+    summary.fields.update(fields)
+    return Row(
+        decision.thread_id,
+        before,
+        after,
+        fields if before == after else [],
+        decision.confidence,
+        len(decision.email_ids),
+        stated(baseline_fields),
+        stated(decision.fields),
+    )
+
+
 class Differ:
     def __init__(self, runs: RunStore, threads: ThreadStore) -> None:
         self._runs = runs
@@ -148,19 +172,7 @@ class Differ:
             if not changed(decision, live):
                 summary.unchanged += 1
                 continue
-            summary.changed += 1
-            summary.pairs[(before, after)] += 1
-            summary.fields.update(fields)
-            yield Row(
-                decision.thread_id,
-                before,
-                after,
-                fields if before == after else [],
-                decision.confidence,
-                len(decision.email_ids),
-                stated(live.fields),
-                stated(decision.fields),
-            )
+            yield _changed_row(summary, decision, live.fields, before, after, fields)
 
     def _against_run(self, name: str, other: str, summary: Summary) -> Iterator[Row]:
         matched = 0
@@ -187,19 +199,7 @@ class Differ:
                 if before == after and not (both_classified and fields):
                     summary.unchanged += 1
                     continue
-                summary.changed += 1
-                summary.pairs[(before, after)] += 1
-                summary.fields.update(fields)
-                yield Row(
-                    decision.thread_id,
-                    before,
-                    after,
-                    fields if before == after else [],
-                    decision.confidence,
-                    len(decision.email_ids),
-                    stated(theirs.fields),
-                    stated(decision.fields),
-                )
+                yield _changed_row(summary, decision, theirs.fields, before, after, fields)
             chunk.clear()
 
         for decision in self._runs.scan_decisions(name):

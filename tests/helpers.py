@@ -879,3 +879,20 @@ def exposed_names(text: str) -> set[str]:
         elif line and not line.startswith("#"):
             names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
     return names
+
+
+#: The default categories plus RETURNS: reprocessing runs re-decide live threads under it (the
+#: emulator classifies a custom label when the customer writes its word).
+RETURNS_TAXONOMY = """\
+categories:
+  - name: BILLING
+    description: charges, invoices, refunds, payments, subscriptions
+  - name: SHIPPING
+    description: deliveries, tracking, lost or damaged parcels
+  - name: TECHNICAL
+    description: errors, bugs, log-in and app or website problems
+  - name: RETURNS
+    description: sending an item back, return labels, exchanges
+  - name: OTHER
+    description: anything else that is clear but fits none of the above
+"""

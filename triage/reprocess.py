@@ -25,6 +25,7 @@ from common.contract import THREAD_STATUSES
 from common.errors import ConfigError, TriageError
 from common.logging import configure_logging
 from common.runconfig import RunConfigError, load_run_config, parse_override
+from common.runoptions import decision_options, option_overrides
 from common.settings import Settings
 from evaluation.progress import Progress
 from evaluation.report import money
@@ -158,13 +159,7 @@ def _overrides(
             overrides[name] = value
     except RunConfigError as exc:
         raise UsageFailure(str(exc)) from None
-    if taxonomy is not None:
-        overrides["taxonomy_file"] = taxonomy
-    if model:
-        overrides["model"] = model
-    if system_prompt_file is not None:
-        overrides["system_prompt_file"] = system_prompt_file
-    return overrides
+    return overrides | option_overrides(taxonomy, model, system_prompt_file)
 
 
 def _timestamp(text: str | None, option: str) -> float | None:
@@ -224,17 +219,7 @@ def _announce(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A run configuration file (taxonomy, system_prompt_file, model, settings).",
 )
-@click.option(
-    "--taxonomy",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Taxonomy file (YAML/TOML) instead of TRIAGE_TAXONOMY_FILE.",
-)
-@click.option("--model", help="Model id instead of TRIAGE_MODEL.")
-@click.option(
-    "--system-prompt-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="System prompt template instead of TRIAGE_SYSTEM_PROMPT_FILE.",
-)
+@decision_options
 @click.option(
     "--set",
     "sets",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -124,22 +125,29 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-_app: Celery | None = None
+def lazy_app(
+    create: Callable[[Settings], Celery],
+) -> tuple[Callable[[], Celery], Callable[[str], Celery]]:
+    """`get_app` and the module `__getattr__` that give `celery -A MODULE` its `app` (or
+    `celery`): the process-wide app, built from the environment on first use rather than at
+    import; a setting error exits 2 naming it."""
+    built: list[Celery] = []
+
+    def get_app() -> Celery:
+        if not built:
+            try:
+                built.append(create(load_settings()))
+            except ConfigError as exc:
+                print(f"triage: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+        return built[0]
+
+    def module_getattr(name: str) -> Celery:
+        if name in ("app", "celery"):
+            return get_app()
+        raise AttributeError(name)
+
+    return get_app, module_getattr
 
 
-def get_app() -> Celery:
-    """The process-wide app, built from the environment on first use."""
-    global _app
-    if _app is None:
-        try:
-            _app = create_app(load_settings())
-        except ConfigError as exc:
-            print(f"triage: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-    return _app
-
-
-def __getattr__(name: str) -> Celery:
-    if name in ("app", "celery"):
-        return get_app()
-    raise AttributeError(name)
+get_app, __getattr__ = lazy_app(create_app)

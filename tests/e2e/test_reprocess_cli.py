@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from helpers import base_env, outbox, run_triage, stream_events, wait_for, wait_settled
+from helpers import (
+    RETURNS_TAXONOMY,
+    base_env,
+    outbox,
+    run_triage,
+    stream_events,
+    wait_for,
+    wait_settled,
+)
 
 from common import keys
 from common.prices import DEFAULT_PRICES
@@ -21,19 +29,6 @@ from producers.submit import thread_id_for
 from worker.state.ledger import Ledger
 from worker.state.runs import LEDGER_REPROCESS, SHADOW, RunStore
 
-TAXONOMY = """\
-categories:
-  - name: BILLING
-    description: charges, invoices, refunds, payments, subscriptions
-  - name: SHIPPING
-    description: deliveries, tracking, lost or damaged parcels
-  - name: TECHNICAL
-    description: errors, bugs, log-in and app or website problems
-  - name: RETURNS
-    description: sending an item back, return labels, exchanges
-  - name: OTHER
-    description: anything else that is clear but fits none of the above
-"""
 #: (body, live category, category under the RETURNS taxonomy); the last one is vague.
 TOPICS = [
     ("I was charged twice for my subscription.", "BILLING", "BILLING"),
@@ -82,7 +77,7 @@ def test_a_backlog_reprocessed_under_a_new_taxonomy_leaves_live_alone_until_appl
     count = 40
     mbox = write_mbox(tmp_path / "backlog.mbox", count, "bk")
     taxonomy = tmp_path / "returns.yaml"
-    taxonomy.write_text(TAXONOMY)
+    taxonomy.write_text(RETURNS_TAXONOMY)
     env = base_env(state_url, broker_url, emulator.base_url)
     enqueued = run_triage("enqueue", str(mbox), env=env)
     assert enqueued.returncode == 0, enqueued.stderr
@@ -199,7 +194,7 @@ def test_shadow_mode_records_every_live_decision_and_changes_none(
     decision; its live events and replies are those of a worker without shadow."""
     count = 15
     mbox = write_mbox(tmp_path / "live.mbox", count, "sh")
-    (tmp_path / "returns.yaml").write_text(TAXONOMY)
+    (tmp_path / "returns.yaml").write_text(RETURNS_TAXONOMY)
     (tmp_path / "shadow.yaml").write_text(SHADOW_CONFIG)
 
     plain_env = base_env(state_url, broker_url, emulator.base_url)

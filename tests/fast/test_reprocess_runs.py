@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import redis
 from click.testing import CliRunner, Result
-from helpers import SEED_FIRST, base_env, make_email, stream_events, wait_for
+from helpers import RETURNS_TAXONOMY, SEED_FIRST, base_env, make_email, stream_events, wait_for
 
 from common import keys
 from common.errors import ConfigError
@@ -36,20 +36,6 @@ from worker.shadow import ShadowService, build_shadow, sampled
 from worker.state.ledger import Ledger
 from worker.state.runs import LEDGER_REPROCESS, SHADOW, RunStore
 from worker.state.store import ThreadStore
-
-TAXONOMY = """\
-categories:
-  - name: BILLING
-    description: charges, invoices, refunds, payments, subscriptions
-  - name: SHIPPING
-    description: deliveries, tracking, lost or damaged parcels
-  - name: TECHNICAL
-    description: errors, bugs, log-in and app or website problems
-  - name: RETURNS
-    description: sending an item back, return labels, exchanges
-  - name: OTHER
-    description: anything else that is clear but fits none of the above
-"""
 
 #: Message-ID suffix -> (body, live label, label under the RETURNS taxonomy).
 MAIL = {
@@ -83,7 +69,7 @@ def world(in_process: Any) -> Any:
 @pytest.fixture
 def taxonomy(tmp_path: Path) -> Path:
     path = tmp_path / "returns.yaml"
-    path.write_text(TAXONOMY)
+    path.write_text(RETURNS_TAXONOMY)
     return path
 
 
@@ -569,7 +555,7 @@ def test_sampling_is_a_stable_share():
 
 def test_a_run_configuration_file_names_only_decision_settings(tmp_path):
     """Paths are relative to the file; unknown keys and non-decision settings are refused."""
-    (tmp_path / "tax.yaml").write_text(TAXONOMY)
+    (tmp_path / "tax.yaml").write_text(RETURNS_TAXONOMY)
     good = tmp_path / "shadow.yaml"
     good.write_text("taxonomy: tax.yaml\nmodel: claude-sonnet-4-6\nsettings:\n  max_tokens: 2048\n")
     assert load_run_config(good) == {
@@ -623,7 +609,7 @@ def test_run_decisions_validate_against_the_published_run_events_schema(r, live,
 
 def test_a_run_configuration_file_sets_the_runs_model_and_taxonomy(r, live, env, tmp_path):
     """--config names the taxonomy and model; `show` reports them with the run's counters."""
-    (tmp_path / "tax.yaml").write_text(TAXONOMY)
+    (tmp_path / "tax.yaml").write_text(RETURNS_TAXONOMY)
     config = tmp_path / "run.yaml"
     config.write_text(
         "taxonomy: tax.yaml\nmodel: claude-sonnet-4-6\nsettings:\n  max_tokens: 900\n"
