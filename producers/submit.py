@@ -482,7 +482,10 @@ def payload_json(email: ParsedEmail, thread_id: str, refused_thread_id: str = ""
         flags=email.flags,
         received_at=time.time(),
         refused_thread_id=refused_thread_id or None,
-    ).model_dump_json()
+    ).model_dump_json(
+        # Only when set: workers older than the field (a rolling upgrade) accept the rest.
+        exclude=None if refused_thread_id else {"refused_thread_id"}
+    )
 
 
 def dry_run_record(email: ParsedEmail, resolution: Resolution | None) -> dict[str, Any]:

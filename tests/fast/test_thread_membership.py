@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from common import keys
 from producers.membership import address_member, domain_member, membership
 from producers.parse import parse_email
 from producers.report import RunSummary
-from producers.submit import MODE_JOIN_REFUSED, Submitter, dry_run_record
+from producers.submit import MODE_JOIN_REFUSED, Submitter, dry_run_record, payload_json
 
 SECRET = "ACC-99-4242"
 VICTIM_FIRST = f"{SEED_FIRST}\n\nDana, account {SECRET}"
@@ -206,3 +207,10 @@ def test_membership_claims_and_members(sender, reply_to, relays, domain_claim, i
     if reply_to and relays:
         assert address_member(reply_to) in found.members
     assert all(m.startswith(("a:", "d:")) and "@" not in m for m in found.members)
+
+
+def test_the_payload_names_a_refused_thread_only_when_there_is_one():
+    """Older workers (rolling upgrade) read every payload that has no refused thread to name."""
+    email = parse_email(make_email("<p-1@acme.example>", SEED_FIRST))
+    assert "refused_thread_id" not in json.loads(payload_json(email, "t1"))
+    assert json.loads(payload_json(email, "t1", "t0"))["refused_thread_id"] == "t0"
