@@ -1,8 +1,9 @@
-"""The options that pick a decision configuration on the command line, declared once.
+"""What the commands that run decisions in bulk share on the command line, declared once.
 
 `triage eval` and `triage reprocess start` both take `--taxonomy`, `--model` and
-`--system-prompt-file`; scripts rely on the two meaning the same, so they share one declaration
-and one reading (`option_overrides`). A run configuration file is `common.runconfig`.
+`--system-prompt-file`, and exit with the same codes for the same failures; scripts rely on the
+two meaning the same, so they share one declaration and one reading (`option_overrides`). A run
+configuration file is `common.runconfig`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,24 @@ from typing import Any, TypeVar
 import click
 
 Command = TypeVar("Command", bound=Callable[..., Any])
+
+#: Exit codes (1 is each command's own "not what you wanted": below the bar, declined).
+EXIT_USAGE = 2
+EXIT_API = 3
+EXIT_INTERRUPTED = 130
+
+
+class UsageFailure(click.ClickException):
+    """A mistake in what was asked: nothing was spent."""
+
+    exit_code = EXIT_USAGE
+
+
+class ApiFailure(click.ClickException):
+    """The API failed and the run stopped (what was done is kept)."""
+
+    exit_code = EXIT_API
+
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _OPTIONS = (

@@ -20,7 +20,13 @@ from pydantic import SecretStr
 
 from common.errors import ConfigError, TriageError
 from common.logging import configure_logging
-from common.runoptions import decision_options, option_overrides
+from common.runoptions import (
+    EXIT_INTERRUPTED,
+    ApiFailure,
+    UsageFailure,
+    decision_options,
+    option_overrides,
+)
 from common.settings import Settings, load_settings
 from evaluation import compare as comparing
 from evaluation import metrics, report
@@ -33,17 +39,6 @@ from worker.decide.claude import BatchClient, ClaudeClient, make_client
 from worker.decide.prompt import load_template, prompt_version
 
 EXIT_BELOW = 1
-EXIT_USAGE = 2
-EXIT_API = 3
-EXIT_INTERRUPTED = 130
-
-
-class UsageFailure(click.ClickException):
-    exit_code = EXIT_USAGE
-
-
-class ApiFailure(click.ClickException):
-    exit_code = EXIT_API
 
 
 def threshold(value: float) -> float:

@@ -206,7 +206,7 @@ def dlq_show(entry_id: str) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
 def dlq_replay(entry_ids: tuple[str, ...], replay_all: bool) -> None:
     """Send entries back through the normal path (idempotent); replayed entries are removed."""
-    from triage.resources import open_dead_letters, open_replayer
+    from triage.resources import open_dead_letters, replay_and_report
 
     if bool(entry_ids) == replay_all:
         raise click.UsageError("give entry ids or --all (not both)")
@@ -218,15 +218,7 @@ def dlq_replay(entry_ids: tuple[str, ...], replay_all: bool) -> None:
         if letter is None:
             raise click.ClickException(f"no dead letter {entry_id}")
         letters.append(letter)
-    replayer = open_replayer(settings)
-    kept = 0
-    for letter in letters:
-        result = replayer.replay(letter)
-        kept += result.outcome == "kept"
-        click.echo(f"{result.entry_id}  {result.outcome:<8}  {result.detail}")
-    click.echo(f"{len(letters) - kept} replayed, {kept} kept")
-    if kept:
-        sys.exit(1)
+    replay_and_report(settings, letters)
 
 
 @dlq.command("purge")

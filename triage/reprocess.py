@@ -25,7 +25,13 @@ from common.contract import THREAD_STATUSES
 from common.errors import ConfigError, TriageError
 from common.logging import configure_logging
 from common.runconfig import RunConfigError, load_run_config, parse_override
-from common.runoptions import decision_options, option_overrides
+from common.runoptions import (
+    EXIT_INTERRUPTED,
+    ApiFailure,
+    UsageFailure,
+    decision_options,
+    option_overrides,
+)
 from common.settings import Settings
 from evaluation.progress import Progress
 from evaluation.report import money
@@ -58,17 +64,6 @@ from worker.state.runs import (
 from worker.state.store import ThreadStore
 
 EXIT_DECLINED = 1
-EXIT_USAGE = 2
-EXIT_API = 3
-EXIT_INTERRUPTED = 130
-
-
-class UsageFailure(click.ClickException):
-    exit_code = EXIT_USAGE
-
-
-class ApiFailure(click.ClickException):
-    exit_code = EXIT_API
 
 
 class DefaultGroup(click.Group):

@@ -4,6 +4,7 @@ Every command module imports from here, never from `triage.main` (no import circ
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ import redis
 
 from common import keys
 from common.connections import redis_client
-from common.deadletters import DeadLetterStream
+from common.deadletters import DeadLetter, DeadLetterStream
 from common.errors import ConfigError
 from common.publish import Publisher
 from common.settings import Settings, load_settings
@@ -87,3 +88,17 @@ def open_replayer(settings: Settings) -> Replayer:
         settings.visibility_timeout_seconds,
         webhook,
     )
+
+
+def replay_and_report(settings: Settings, letters: list[DeadLetter]) -> None:
+    """Replay `letters`, print a line for each and a total; exit 1 when any was kept (the line
+    says why), so scripts notice what still needs a person."""
+    replayer = open_replayer(settings)
+    kept = 0
+    for letter in letters:
+        result = replayer.replay(letter)
+        kept += result.outcome == "kept"
+        click.echo(f"{result.entry_id}  {result.outcome:<8}  {result.detail}")
+    click.echo(f"{len(letters) - kept} replayed, {kept} kept")
+    if kept:
+        sys.exit(1)

@@ -17,7 +17,12 @@ from pydantic import SecretStr, ValidationError
 from common.deadletters import DeadLetter
 from common.settings import Settings
 from common.webhooks import DEFAULT_NAME, EVENT_TYPES, Subscription
-from triage.resources import open_dead_letters, open_redis, open_replayer, settings_or_exit
+from triage.resources import (
+    open_dead_letters,
+    open_redis,
+    replay_and_report,
+    settings_or_exit,
+)
 
 
 def shown_url(url: str) -> str:
@@ -204,15 +209,7 @@ def replay_command(entry_ids: tuple[str, ...], replay_all: bool, endpoint: str |
             if letter is None or letter.reason not in REASONS:
                 raise click.ClickException(f"no webhook dead letter {entry_id}")
             letters.append(letter)
-    replayer = open_replayer(settings)
-    kept = 0
-    for letter in letters:
-        result = replayer.replay(letter)
-        kept += result.outcome == "kept"
-        click.echo(f"{result.entry_id}  {result.outcome:<8}  {result.detail}")
-    click.echo(f"{len(letters) - kept} replayed, {kept} kept")
-    if kept:
-        sys.exit(1)
+    replay_and_report(settings, letters)
 
 
 @webhooks.command("serve")

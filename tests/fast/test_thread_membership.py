@@ -115,37 +115,39 @@ def test_a_shared_provider_is_not_a_domain_of_colleagues(r, in_process):
     assert world.submit(answer(question, "dana@gmail.com", mid="<dana-2@gmail.com>")) == thread
 
 
-def test_the_customer_behind_a_contact_form_answers_into_the_form_thread(r, in_process):
-    """Form relay: the question went to Reply-To (dana@gmail.com), whose answer joins the thread."""
-    world = in_process(TRIAGE_FORM_RELAY_SENDERS="forms@formhost.example")
+@pytest.mark.parametrize(
+    ("sender", "reply_to", "stranger", "settings"),
+    [
+        # A contact form: the question goes to the customer in Reply-To, whose answer joins.
+        (
+            "Contact form <forms@formhost.example>",
+            "dana@gmail.com",
+            "eve@gmail.com",
+            {"TRIAGE_FORM_RELAY_SENDERS": "forms@formhost.example"},
+        ),
+        # A same-domain Reply-To answers even with domain joining off.
+        (
+            "dana@acme.example",
+            "billing@acme.example",
+            "mallory@attacker.example",
+            {"TRIAGE_THREAD_JOIN_SAME_DOMAIN": "false"},
+        ),
+    ],
+)
+def test_whoever_the_question_went_to_answers_into_the_thread(
+    r, in_process, sender, reply_to, stranger, settings
+):
+    """The question's recipient (Reply-To here) joins with its answer; a stranger does not."""
+    world = in_process(**settings)
     raw = make_email(
-        "<form-1@formhost.example>",
-        VICTIM_FIRST,
-        sender="Contact form <forms@formhost.example>",
-        headers={"Reply-To": "dana@gmail.com"},
+        "<rt-1@x.example>", VICTIM_FIRST, sender=sender, headers={"Reply-To": reply_to}
     )
     thread = world.submit(raw)
     world.step.drain(thread)
     [question] = world.published.replies
-    assert question.to == "dana@gmail.com"
-    assert world.submit(answer(question, "Dana <dana@gmail.com>")) == thread
-    assert world.submit(answer(question, "eve@gmail.com", mid="<eve-2@gmail.com>")) != thread
-
-
-def test_a_same_domain_reply_to_answers_into_the_thread(r, in_process):
-    """From dana@acme.example, Reply-To billing@acme.example: billing's answer joins."""
-    world = in_process(TRIAGE_THREAD_JOIN_SAME_DOMAIN="false")
-    raw = make_email(
-        "<rt-1@acme.example>",
-        VICTIM_FIRST,
-        sender="dana@acme.example",
-        headers={"Reply-To": "billing@acme.example"},
-    )
-    thread = world.submit(raw)
-    world.step.drain(thread)
-    [question] = world.published.replies
-    assert question.to == "billing@acme.example"
-    assert world.submit(answer(question, "billing@acme.example")) == thread
+    assert question.to == reply_to
+    assert world.submit(answer(question, f"Dana <{reply_to}>")) == thread
+    assert world.submit(answer(question, stranger, mid="<stranger@x.example>")) != thread
 
 
 def test_a_dry_run_says_the_join_would_be_refused(r, in_process):
