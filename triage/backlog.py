@@ -9,7 +9,7 @@ import click
 
 from common.publish import Publisher
 from common.settings import Settings
-from producers.enqueue import Enqueuer, Rejected
+from producers.enqueue import Enqueuer, IncompleteBatch, Outcome, Rejected
 from producers.sources import iter_items, resolve_inputs
 from triage.resources import open_redis
 from worker.decide.batch import BacklogReport, BacklogRunner
@@ -19,10 +19,22 @@ from worker.runtime import build_drain_step
 
 @dataclass
 class Staged:
+    """What staging did with each email: held for a batch, queued, duplicate or rejected."""
+
     held: list[str] = field(default_factory=list)
     queued: int = 0
     duplicates: int = 0
     rejected: int = 0
+
+    def add(self, result: Outcome, hold: bool) -> None:
+        if isinstance(result, Rejected):
+            self.rejected += 1
+        elif result.status == "duplicate":
+            self.duplicates += 1
+        elif result.scheduled and hold:
+            self.held.append(result.thread_id)
+        else:
+            self.queued += 1  # joined a thread already queued (or --via queue)
 
 
 def build_runner(settings: Settings, max_requests: int) -> BacklogRunner:
@@ -45,16 +57,14 @@ def stage(settings: Settings, paths: list[str], hold: bool) -> Staged:
     staged = Staged()
     inputs = resolve_inputs(paths)
     stdin = sys.stdin.buffer if any(i.path is None for i in inputs) else None
-    for item in iter_items(inputs, settings.max_email_bytes, stdin):
-        result = enqueuer.enqueue_item(item)
-        if isinstance(result, Rejected):
-            staged.rejected += 1
-        elif result.status == "duplicate":
-            staged.duplicates += 1
-        elif result.scheduled and hold:
-            staged.held.append(result.thread_id)
-        else:
-            staged.queued += 1  # joined a thread already queued (or --via queue)
+    items = iter_items(inputs, settings.max_email_bytes, stdin)
+    try:
+        for _, result in enqueuer.enqueue_items(items):  # pipelined, a batch at a time
+            staged.add(result, hold)
+    except IncompleteBatch as exc:
+        for _, result in exc.done:
+            staged.add(result, hold)
+        raise exc.cause from None
     return staged
 
 
