@@ -12,6 +12,8 @@ A string with a declared format takes a value found in the text. Everything else
 smallest valid value.
 Supports $ref/$defs/definitions, allOf (merged), anyOf/oneOf (first non-null branch), enum,
 const, type lists including null, and object/array/string/number/integer/boolean keywords.
+One module, though long: it is one recursive walk over a schema, and splitting it would scatter
+the walk's cases.
 """
 
 from __future__ import annotations

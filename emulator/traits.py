@@ -19,6 +19,8 @@ apostrophe counts as `'`):
 
 The clarifying question is written in the detected language for de, fr and es, in English
 otherwise; `summary` is one English sentence for the agent quoting the sentence that decided.
+
+Most of the module's length is those word tables (one place to extend a language).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
 Exit codes: 0 done; 1 declined (nothing spent) or an apply left nothing to do when asked to;
 2 usage or setting error; 3 the API failed in a way that stops the run; 130 interrupted
 (`--resume` continues). docs/reprocessing.md is the reference.
+
+One module, though long: the subcommands share how a run is named, read and described, and most
+of the length is option declarations and the messages people read.
 """
 
 from __future__ import annotations
