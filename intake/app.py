@@ -131,12 +131,7 @@ async def _take(
     _note(
         request, outcome=outcome.status, thread_id=outcome.thread_id, message_id=outcome.message_id
     )
-    body = {
-        "status": outcome.status,
-        "thread_id": outcome.thread_id,
-        "message_id": outcome.message_id,
-    }
-    return _json(202 if outcome.status == "enqueued" else 200, body)
+    return _json(202 if outcome.status == "enqueued" else 200, outcome.as_dict())
 
 
 def _parts(request: Request) -> Parts:

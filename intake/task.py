@@ -87,11 +87,7 @@ def ingest_email(
             thread_id=outcome.thread_id,
             message_id=outcome.message_id,
         )
-        return {
-            "status": outcome.status,
-            "thread_id": outcome.thread_id,
-            "message_id": outcome.message_id,
-        }
+        return outcome.as_dict()
 
 
 def _give_up(enqueuer: Enqueuer, item: Item, reason: str, error: str, attempts: int) -> None:

@@ -66,6 +66,14 @@ class Submitted:
     #: The thread the email cited but may not join (its sender takes no part in it), or "".
     refused_thread_id: str = ""
 
+    def as_dict(self) -> dict[str, str]:
+        """What an intake answers for it: status, thread and Message-ID, and the thread it was
+        kept out of when there is one."""
+        found = {"status": self.status, "thread_id": self.thread_id, "message_id": self.message_id}
+        if self.refused_thread_id:
+            found["refused_thread_id"] = self.refused_thread_id
+        return found
+
 
 @dataclass(frozen=True)
 class _Placement:

@@ -141,7 +141,7 @@ def test_raw_mime_is_enqueued_then_answered_as_a_duplicate(api: Intake, r: redis
 
 
 def test_json_schema_email_is_enqueued_and_threaded(api: Intake, r: redis.Redis) -> None:
-    """A JSON-schema email is enqueued; a reply naming it joins its thread."""
+    """A JSON-schema email is enqueued; its sender's reply joins its thread, a stranger's not."""
     first = {
         "message_id": "<j1@example.org>",
         "from": "Dana <dana@example.org>",
@@ -161,6 +161,11 @@ def test_json_schema_email_is_enqueued_and_threaded(api: Intake, r: redis.Redis)
     status, two, _ = api.post("/v1/emails", json.dumps(reply).encode(), headers)
     assert status == 202 and two["thread_id"] == one["thread_id"]
     assert sorted(inbox_ids(r)) == ["<j1@example.org>", "<j2@example.org>"]
+    assert "refused_thread_id" not in two
+    stranger = {**reply, "message_id": "<j3@attacker.example>", "from": "eve@attacker.example"}
+    status, three, _ = api.post("/v1/emails", json.dumps(stranger).encode(), headers)
+    assert status == 202 and three["thread_id"] != one["thread_id"]
+    assert three["refused_thread_id"] == one["thread_id"]
 
 
 @pytest.mark.parametrize(
