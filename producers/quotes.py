@@ -6,15 +6,24 @@ pattern can backtrack beyond that window (the reply-parsing libraries on PyPI ar
 long "On ..." line). What it recognises:
 
 - `>` quoted lines are dropped wherever they are; text between and after them (inline and
-  bottom-posted answers) is kept.
+  bottom-posted answers) is kept. Two exceptions, both only before any attribution or dropped
+  quote: a block of single "> " lines introduced by the customer's line ending with a colon
+  ("but:", "Steps:") and followed by more of their text is their own bullets or steps, kept;
+  a first quote that opens with a forward marker (Apple Mail's "> Begin forwarded message:") is
+  the forwarded email, kept without its `>`.
 - Attributions ("On ... wrote:", date-first "2015-01-05 10:00 GMT+01:00 Name <a@b>:", "wrote"
   without a colon, on the same line as the reply) in English, German, French, Spanish,
   Portuguese, Italian, Dutch, Polish, Czech, Danish, Norwegian, Swedish, Finnish, Hungarian,
   Russian, Ukrainian, Turkish, Vietnamese, Chinese and Japanese. Followed by `>` lines, only the
-  attribution is dropped; followed by unquoted text, that text is quoted history and is cut.
+  attribution is dropped; followed by unquoted text, that text is quoted history and is cut, but
+  only when the attribution names an address or a time ("On 2 March, your colleague Tom wrote:"
+  followed by the customer's text is their sentence, kept). A separator line right above an
+  attribution goes with it.
 - Separators ("-----Original Message-----", "-----Reply Message-----", "-----Oprindelig
   meddelelse-----", ...) and mail clients' header blocks (From/Sent/To/Subject and the localised
-  Fra/Sendt/Til/Emne, Från/Skickat, От/Отправлено, ...): everything after them is cut.
+  Fra/Sendt/Til/Emne, Från/Skickat, От/Отправлено, ..., also opened by the Sent field as GMX's
+  "Gesendet:"; a rule above one, "* * *" for an HTML <hr>, goes too): everything after them is
+  cut.
 - Signatures ("-- "), mobile footers ("Sent from my iPhone") and mailing-list footers (Mailman,
   Google Groups) are dropped up to the next quoted block.
 
@@ -114,7 +123,8 @@ _SEPARATOR = re.compile(
     r"|Tin nhắn gốc|原始邮件|原始郵件|元のメッセージ)\s*[-=_*\s]{2,}$",
     _I,
 )
-_RULE = re.compile(r"^(?:_{10,}|-{10,}|—{5,})$")
+#: A horizontal rule; "* * *" is an HTML <hr> as html2text writes it.
+_RULE = re.compile(r"^(?:_{10,}|-{10,}|—{5,}|\*(?: \*){2,})$")
 
 _FROM_KEYS = (
     r"From|Von|De|Da|Van|Fra|Från|Frá|Od|Feladó|Lähettäjä|От|Від|Kimden|Từ|发件人|寄件者|差出人"
@@ -132,7 +142,12 @@ _OTHER_KEYS = (
 _HEADER_KEY = re.compile(
     rf"^[\s>]*\*{{0,2}}(?P<key>{_FROM_KEYS}|{_OTHER_KEYS})\s?\*{{0,2}}\s?[:：]", _I
 )
-_HEADER_FROM = re.compile(rf"^[\s>]*\*{{0,2}}(?:{_FROM_KEYS}|Date|Sent)\s?\*{{0,2}}\s?[:：]", _I)
+#: Words for "Sent" that may open a header block (GMX: "Gesendet:" above "Von:").
+_SENT_KEYS = (
+    r"Date|Sent|Gesendet|Envoyé|Enviado|Inviato|Verzonden|Sendt|Skickat|Wysłano|Wysłane"
+    r"|Odesláno|Elküldve|Lähetetty|Отправлено|Надіслано|Gönderildi|Đã gửi|发送时间|送信日時"
+)
+_HEADER_FROM = re.compile(rf"^[\s>]*\*{{0,2}}(?:{_FROM_KEYS}|{_SENT_KEYS})\s?\*{{0,2}}\s?[:：]", _I)
 _SUBJECT_KEY = re.compile(
     r"^[\s>]*\*{0,2}(?:Subject|Betreff|Objet|Asunto|Assunto|Oggetto|Onderwerp|Emne|Ämne|Temat"
     r"|Předmět|Tárgy|Aihe|Тема|Konu|Chủ đề|主题|主旨|件名)\s?\*{0,2}\s?[:：]\s*\*{0,2}\s*"
@@ -339,12 +354,25 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     kept: list[str] = []
     said = False  # has the customer written anything yet?
+    history = False  # has an attribution introduced quoted history?
+    dropped = False  # has a `>` line with text been dropped?
+    last_kept = -1  # the last non-blank line kept as the customer's text
     index = 0
     count = len(lines)
     while index < count:
         line = lines[index]
         marker = _marker(line)
         if _quoted(line):
+            if not history and not dropped:
+                if _FORWARDED.match(marker[1:].strip()):  # Apple Mail: "> Begin forwarded message:"
+                    kept.extend(_unquoted(x) for x in lines[index:])
+                    break
+                end = _own_quote_block(lines, index, last_kept) if said else -1
+                if end > index:  # the customer's own "> " bullets or steps
+                    kept.extend(lines[index:end])
+                    last_kept, index = end - 1, end
+                    continue
+            dropped = dropped or bool(marker[1:].strip())
             index += 1
             continue
         if marker:
@@ -374,17 +402,29 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
             attribution = _attribution_at(lines, index)
             if attribution is not None:
                 span, start_line, column = attribution
-                kept.extend(lines[index:start_line])
-                prefix = lines[start_line][:column].rstrip(" -")
-                if prefix.strip():
-                    kept.append(prefix)
-                said = said or any(x.strip() for x in lines[index:start_line]) or bool(prefix)
-                # quoted lines follow (they are dropped, what comes after them is kept), or
-                # nothing was written yet (what follows is not history): go on after it
-                if _quoted_after(lines, index + span) or not said:
-                    index += span
-                    continue
-                break
+                quoted_after = _quoted_after(lines, index + span)
+                # "On 2 March, your colleague Tom wrote:" and the customer's own text after it,
+                # no `>` quote, no address, no time: the customer's sentence, kept below
+                if (
+                    quoted_after
+                    or _names_address_or_time(lines, start_line, column, index + span)
+                    or _next_text(lines, index + span) < 0
+                ):
+                    # a separator right above the attribution ("--- Original Message ---") goes
+                    before = [
+                        x for x in lines[index:start_line] if not _SEPARATOR.match(_marker(x))
+                    ]
+                    kept.extend(before)
+                    prefix = lines[start_line][:column].rstrip(" -")
+                    if prefix.strip():
+                        kept.append(prefix)
+                    said = said or any(x.strip() for x in before) or bool(prefix)
+                    # quoted lines follow (they are dropped, what comes after them is kept), or
+                    # nothing was written yet (what follows is not history): go on after it
+                    if quoted_after or not said:
+                        history, index = True, index + span
+                        continue
+                    break
             separator = first in "-=_* " and (
                 _SEPARATOR.match(marker)
                 or (_RULE.match(marker) and index + 1 < count and _header_soon(lines, index + 1))
@@ -393,9 +433,84 @@ def strip_quoted(text: str, *, forwarded: bool = False) -> str:
                 break
         if not _link_tail(lines, index):
             kept.append(line)
-            said = said or bool(line.strip())
+            if not _blank(line):
+                said, last_kept = True, index
         index += 1
     return "\n".join(kept)
+
+
+def _blank(line: str) -> bool:
+    return not line or line.isspace()
+
+
+def _next_text(lines: list[str], index: int) -> int:
+    """The first line from `index` that is not blank, or -1."""
+    while index < len(lines):
+        if not _blank(lines[index]):
+            return index
+        index += 1
+    return -1
+
+
+#: A time of day in an attribution ("10:00", "kl. 10.00", "10h30").
+_TIME = re.compile(r"\d{1,2}[:.h]\d{2}")
+
+
+def _names_address_or_time(lines: list[str], start_line: int, column: int, end: int) -> bool:
+    """Does the attribution in `lines[start_line:end]` (from `column`) name an address or a time?
+
+    A client's attribution does; a customer's own "On 2 March, your colleague Tom wrote:" does not.
+    """
+    text = " ".join(
+        [_marker(lines[start_line])[column:], *map(_marker, lines[start_line + 1 : end])]
+    )
+    return "@" in text or _TIME.search(text) is not None
+
+
+def _unquoted(line: str) -> str:
+    """`line` without its first `>` and the space after it."""
+    if not _quoted(line):
+        return line
+    rest = line.lstrip()[1:]
+    return rest[1:] if rest.startswith(" ") else rest
+
+
+def _own_quote_block(lines: list[str], index: int, last_kept: int) -> int:
+    """Where the `>` block at `index` ends when it is the customer's own text, else -1.
+
+    The caller knows the customer has written something and no attribution or dropped quote came
+    before. The block is the customer's ("> " bullets or steps) when their own line introduces it
+    (the last line above was kept as theirs and ends with a colon: "but:", "Steps:"), each of its
+    lines is one "> " with text, and their own text follows it (not a signature, a footer or
+    quoted history).
+    """
+    above = index - 1
+    while above >= 0 and _blank(lines[above]):
+        above -= 1
+    if above < 0 or above != last_kept:
+        return -1
+    if not _marker(lines[above]).endswith((":", "：")):
+        return -1
+    end = index
+    while end < len(lines) and _quoted(lines[end]):
+        text = _marker(lines[end])[1:].strip()
+        if not text or text.startswith(">"):
+            return -1
+        end += 1
+    after = _next_text(lines, end)
+    if after < 0 or _quoted(lines[after]):
+        return -1
+    marker = _marker(lines[after])
+    if (
+        not marker
+        or marker == "--"
+        or _FORWARDED.match(marker)
+        or (len(marker) <= MOBILE_FOOTER_LINE and _MOBILE_FOOTER.match(marker))
+        or _list_footer_at(lines, after)
+        or _quote_starts(lines, after)
+    ):
+        return -1
+    return end
 
 
 def _link_tail(lines: list[str], index: int) -> bool:
