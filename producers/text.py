@@ -53,8 +53,9 @@ def normalise_whitespace(text: str) -> str:
     return text.strip()
 
 
-def bound_text(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` characters, saying explicitly that it was cut."""
-    if len(text) <= limit:
+def bound_text(text: str, limit: int, unread: int = 0) -> str:
+    """Cut `text` to at most `limit` characters, saying explicitly that it was cut (with the
+    `unread` characters cut before it was read)."""
+    if len(text) <= limit and not unread:
         return text
-    return text[:limit] + TRUNCATION_MARKER.format(omitted=len(text) - limit)
+    return text[:limit] + TRUNCATION_MARKER.format(omitted=max(0, len(text) - limit) + unread)

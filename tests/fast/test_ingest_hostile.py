@@ -604,3 +604,14 @@ def test_the_whole_mbox_summary_adds_up(r, state_url):
         summary.add(outcome)
     assert summary.read == len(raws) == summary.total
     assert (summary.duplicates, summary.rejected_total) == (1, 2)
+
+
+def test_text_past_the_scan_limit_is_not_read():
+    """Megabytes of fake reply attributions: only ten times the kept text is scanned, and noted."""
+    line = b"On Monday Tom wrote:\r\nsome text here\r\n"
+    raw = b"From: dana@example.org\r\nSubject: x\r\n\r\n" + line * (4_000_000 // len(line))
+    started = time.perf_counter()
+    parsed = parse_email(raw, ParseLimits(max_text_chars=20_000))
+    assert time.perf_counter() - started < 5  # unbounded: about 7 s on this input
+    assert "text beyond 200000 characters not read" in parsed.notes
+    assert len(parsed.text) < 21_000 and parsed.text.startswith("On Monday Tom wrote:")

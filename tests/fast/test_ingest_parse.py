@@ -99,7 +99,10 @@ def test_whitespace_is_normalised_and_text_is_bounded_with_a_marker():
         raw_email("<big@example.org>", "word " * 5000), ParseLimits(max_text_chars=1000)
     )
     assert bounded.text.startswith("word word")
-    assert bounded.text.endswith("[… email truncated at ingestion: 23999 characters omitted]")
+    # 25,001 characters with the final newline: past ten times the limit they are not read and
+    # are counted as they are (the newline included); the rest after whitespace normalisation.
+    assert bounded.text.endswith("[… email truncated at ingestion: 24000 characters omitted]")
+    assert "text beyond 10000 characters not read" in bounded.notes
 
 
 # --- HTML ---------------------------------------------------------------------------------
