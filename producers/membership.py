@@ -11,8 +11,10 @@ question about it would go to (`common.recipient.choose_recipient`: From, a same
 or the customer behind a form relay), so the customer's answer to our question always joins;
 and the registrable domains of both, except shared providers (two gmail.com mailboxes are two
 people). With `TRIAGE_THREAD_JOIN_SAME_DOMAIN` (on by default) a sender of a participant's
-domain may join too: a colleague taking the conversation over. Members are stored as digests
-(`a:` address, `d:` domain), never as addresses.
+domain may join too: a colleague taking the conversation over. A contact form's mail counts as
+its customer's (Reply-To): the form's own address takes part in no thread, or anyone forging
+it could join every form thread. Members are stored as digests (`a:` address, `d:` domain), never
+as addresses.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from common.recipient import SHARED_PROVIDERS, choose_recipient, registrable_domain, valid_address
+from common.recipient import (
+    REPLY_TO_FORM_RELAY,
+    SHARED_PROVIDERS,
+    choose_recipient,
+    registrable_domain,
+    valid_address,
+)
 from common.settings import Settings
 
 
@@ -57,19 +65,25 @@ class Membership:
 
 
 def membership(from_addr: str, reply_to: str | None, settings: Settings) -> Membership:
-    """The claims and members of an email from `from_addr` (with `reply_to`)."""
+    """The claims and members of an email from `from_addr` (with `reply_to`).
+
+    A contact form's mail is its customer's (in Reply-To): the customer takes part, never the
+    form's own address, which every form thread would otherwise share (anyone forging it could
+    join any of them)."""
     recipient = choose_recipient(
         from_addr, reply_to, settings.form_relay_senders, [settings.support_address]
     )
-    members = [address_member(from_addr)]
-    for address in (from_addr, recipient.address):
+    relayed = recipient.reason == REPLY_TO_FORM_RELAY
+    sender = recipient.address if relayed and recipient.address else from_addr
+    members = [address_member(sender)]
+    for address in (sender, recipient.address):
         if address is None:
             continue
         members.append(address_member(address))
         domain = domain_member(address)
         if domain is not None:
             members.append(domain)
-    own_domain = domain_member(from_addr) if settings.thread_join_same_domain else None
+    own_domain = domain_member(sender) if settings.thread_join_same_domain else None
     return Membership(
         address=members[0], domain=own_domain or "", members=tuple(dict.fromkeys(members))
     )

@@ -191,24 +191,51 @@ def test_participants_are_stored_as_digests_never_addresses(r, in_process):
     assert r.ttl(keys.thread_participants(thread)) > world.settings.thread_ttl_seconds
 
 
+RELAY = "forms@formhost.example"
+
+
 @pytest.mark.parametrize(
-    ("sender", "reply_to", "relays", "domain_claim"),
+    ("sender", "reply_to", "claimant", "domain_claim"),
     [
-        ("dana@acme.example", None, "", True),
-        ("dana@gmail.com", None, "", False),
-        ("ceo", None, "", False),
-        ("forms@formhost.example", "dana@gmail.com", "forms@formhost.example", True),
+        ("dana@acme.example", None, "dana@acme.example", True),
+        ("dana@gmail.com", None, "dana@gmail.com", False),
+        ("ceo", None, "ceo", False),
+        # A contact form's mail is its customer's: the form's address takes part in nothing.
+        (RELAY, "dana@gmail.com", "dana@gmail.com", False),
+        (RELAY, "dana@acme.example", "dana@acme.example", True),
     ],
 )
-def test_membership_claims_and_members(sender, reply_to, relays, domain_claim, in_process):
-    """Pure: the sender's address always, its domain unless shared or invalid, the recipient too."""
-    settings = in_process(TRIAGE_FORM_RELAY_SENDERS=relays).settings
+def test_membership_claims_and_members(sender, reply_to, claimant, domain_claim, in_process):
+    """Pure: who claims to take part (and by domain unless shared or invalid), what is added."""
+    settings = in_process(TRIAGE_FORM_RELAY_SENDERS=RELAY).settings
     found = membership(sender, reply_to, settings)
-    assert found.address == address_member(sender) and found.address in found.members
+    assert found.address == address_member(claimant) and found.address in found.members
     assert bool(found.domain) is domain_claim
-    if reply_to and relays:
-        assert address_member(reply_to) in found.members
+    assert address_member(RELAY) not in found.members
+    assert domain_member(RELAY) not in found.members
     assert all(m.startswith(("a:", "d:")) and "@" not in m for m in found.members)
+
+
+def test_a_forged_contact_form_cannot_join_a_form_thread(r, in_process):
+    """From forged as the form with Reply-To the attacker: refused; the form with the customer
+    in Reply-To joins (its question goes to the customer anyway)."""
+    world = in_process(TRIAGE_FORM_RELAY_SENDERS=RELAY)
+    headers = {"Reply-To": "dana@gmail.com"}
+    thread = world.submit(make_email("<f-1@fh>", VICTIM_FIRST, sender=RELAY, headers=headers))
+    world.step.drain(thread)
+    [question] = world.published.replies
+    forged = make_email(
+        "<f-2@fh>",
+        SEED_REPLY,
+        sender=RELAY,
+        headers={"Reply-To": "mallory@gmail.com"},
+        in_reply_to=question.message_id,
+    )
+    assert world.submit(forged) != thread
+    again = make_email(
+        "<f-3@fh>", SEED_REPLY, sender=RELAY, headers=headers, in_reply_to=question.message_id
+    )
+    assert world.submit(again) == thread
 
 
 def test_the_payload_names_a_refused_thread_only_when_there_is_one():
