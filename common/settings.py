@@ -145,8 +145,10 @@ class Settings(BaseSettings):
     form_relay_senders: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # A reply joins a thread through In-Reply-To/References only when its sender takes part in
     # the thread; with this on, anyone of a participant's registrable domain does too (never a
-    # shared provider's domain such as gmail.com). docs/replies.md, "Who may join a thread".
-    thread_join_same_domain: bool = True
+    # listed shared provider such as gmail.com). Off by default: the built-in lists of shared
+    # providers and public suffixes are short, and a missing one makes strangers colleagues.
+    # docs/replies.md, "Who may join a thread".
+    thread_join_same_domain: bool = False
     # Full email addresses in log lines (debugging only; by default logs carry the reply id).
     log_addresses: bool = False
     reply_transport: Literal["outbox", "smtp"] = "outbox"

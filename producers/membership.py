@@ -20,6 +20,7 @@ as addresses.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from common.recipient import (
@@ -56,12 +57,36 @@ def domain_member(address: str | None) -> str | None:
 class Membership:
     """An email's claims to take part in a thread it cites, and what it adds once accepted."""
 
-    #: The sender's address member: a participant may always join.
+    #: The sender's address member; "" when it may join nothing (a contact form's own address).
     address: str
     #: The sender's domain member, or "" when same-domain joining is off or does not apply.
     domain: str
+    #: Where a question about it would go, as a member, when that is not the sender ("" else):
+    #: it must take part too, or a forged From with a Reply-To of the forger's would join and
+    #: have the next question sent to the forger.
+    recipient: str
+    #: The recipient's domain member when same-domain joining is on ("" else).
+    recipient_domain: str
+    #: The address a question would go to, lower-case ("" when none): a thread from before
+    #: participants were recorded (or whose participants expired) admits only its customer.
+    customer: str
     #: Members an accepted email adds to its thread.
     members: tuple[str, ...]
+
+    def may_join(self, has_participants: bool, found: Sequence[bool], customer: str | None) -> bool:
+        """The submit script's rule (`producers/scripts/submit.lua`), for the dry run: `found`
+        says which of address, domain, recipient, recipient domain the thread has."""
+        if not has_participants:
+            return bool(customer) and str(customer).lower() == self.customer
+        address, domain, recipient, recipient_domain = found
+        return (address or domain) and (not self.recipient or recipient or recipient_domain)
+
+    @property
+    def claims(self) -> list[str]:
+        """What the submit script looks up ("-" for an empty claim: never a member)."""
+        return [
+            c or "-" for c in (self.address, self.domain, self.recipient, self.recipient_domain)
+        ]
 
 
 def membership(from_addr: str, reply_to: str | None, settings: Settings) -> Membership:
@@ -69,12 +94,17 @@ def membership(from_addr: str, reply_to: str | None, settings: Settings) -> Memb
 
     A contact form's mail is its customer's (in Reply-To): the customer takes part, never the
     form's own address, which every form thread would otherwise share (anyone forging it could
-    join any of them)."""
+    join any of them); a form's mail without a valid Reply-To takes part in nothing."""
     recipient = choose_recipient(
         from_addr, reply_to, settings.form_relay_senders, [settings.support_address]
     )
-    relayed = recipient.reason == REPLY_TO_FORM_RELAY
-    sender = recipient.address if relayed and recipient.address else from_addr
+    relays = {a.lower() for a in map(valid_address, settings.form_relay_senders) if a}
+    if recipient.reason == REPLY_TO_FORM_RELAY and recipient.address:
+        sender = recipient.address
+    elif (valid_address(from_addr) or "").lower() in relays:
+        return Membership("", "", "", "", "", ())
+    else:
+        sender = from_addr
     members = [address_member(sender)]
     for address in (sender, recipient.address):
         if address is None:
@@ -83,9 +113,20 @@ def membership(from_addr: str, reply_to: str | None, settings: Settings) -> Memb
         domain = domain_member(address)
         if domain is not None:
             members.append(domain)
-    own_domain = domain_member(sender) if settings.thread_join_same_domain else None
+    target = recipient.address
+    elsewhere = target if target and address_member(target) != members[0] else None
+
+    def domain_claim(address: str | None) -> str:
+        joins = address is not None and settings.thread_join_same_domain
+        return (domain_member(address) or "") if joins else ""
+
     return Membership(
-        address=members[0], domain=own_domain or "", members=tuple(dict.fromkeys(members))
+        address=members[0],
+        domain=domain_claim(sender),
+        recipient=address_member(elsewhere) if elsewhere else "",
+        recipient_domain=domain_claim(elsewhere),
+        customer=(target or "").lower(),
+        members=tuple(dict.fromkeys(members)),
     )
 
 

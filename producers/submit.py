@@ -46,6 +46,8 @@ STATUS_ENQUEUED = "enqueued"
 STATUS_DUPLICATE = "duplicate"
 #: A reply whose sender takes no part in the thread it cites: a thread of its own.
 MODE_JOIN_REFUSED = "join_refused"
+#: Threads an email's In-Reply-To / References may name that are tried in turn.
+MAX_CITED_THREADS = 3
 #: Participants outlive the thread's other keys, so a thread never looks older than it is.
 PARTICIPANTS_MARGIN_SECONDS = 86400
 #: A bounce of one of our replies whose thread is gone (expired): dead-lettered.
@@ -83,8 +85,21 @@ class _Placement:
     thread: str
     mode: str  # the submit script's mode, or "bounce"
     bounced_id: str = ""
-    #: The cited thread the email may not join (then `thread` is its own).
+    #: Other threads the email cites, to try in turn when `thread` refuses its sender.
+    others: tuple[str, ...] = ()
+    #: The first cited thread that refused the email.
     refused_thread: str = ""
+
+    @property
+    def kept_out(self) -> str:
+        """The thread the email was refused by when it ends in a thread of its own, else ""
+        (joining a later cited thread is no refusal)."""
+        return self.refused_thread if self.mode != "reply" else ""
+
+    @property
+    def cited(self) -> tuple[str, ...]:
+        """Every thread the email cites, in the order they are tried."""
+        return (self.thread, *self.others) if self.mode == "reply" else ()
 
 
 @dataclass(frozen=True)
@@ -159,22 +174,20 @@ class Submitter:
             for parents, bounced in plans
         ]
 
-    def _resolve(
-        self, email: ParsedEmail, parents: list[Any], bounced: list[Any]
-    ) -> tuple[str, str, str]:
-        """(thread, mode, bounced id) from what `_read` found."""
+    def _resolve(self, email: ParsedEmail, parents: list[Any], bounced: list[Any]) -> _Placement:
+        """Where to try to put the email first, from what `_read` found (its index is -1)."""
         _, bounced_ids = self._candidates(email)
         for bounced_id, thread in zip(bounced_ids, bounced, strict=False):
             if thread:
-                return _text(thread), "bounce", bounced_id
+                return _Placement(-1, _text(thread), "bounce", bounced_id)
         for bounced_id in bounced_ids:  # the index expired: the id names its thread
             match = _OUR_THREAD.match(bounced_id)
             if match:
-                return match.group(1), "bounce", bounced_id
-        for thread in parents:
-            if thread:
-                return _text(thread), "reply", ""
-        return thread_id_for(email.message_id), "new", ""
+                return _Placement(-1, match.group(1), "bounce", bounced_id)
+        cited = list(dict.fromkeys(_text(thread) for thread in parents if thread))
+        if cited:
+            return _Placement(-1, cited[0], "reply", others=tuple(cited[1:MAX_CITED_THREADS]))
+        return _Placement(-1, thread_id_for(email.message_id), "new")
 
     def resolve_thread(self, email: ParsedEmail) -> str:
         """In-Reply-To, then References newest first, against the index; else a new thread.
@@ -184,7 +197,7 @@ class Submitter:
         thread. The subject is never used: "Re: Help" says nothing about which thread.
         """
         [(parents, bounced)] = self._read([email])
-        return self._resolve(email, parents, bounced)[0]
+        return self._resolve(email, parents, bounced).thread
 
     def resolve(self, emails: Sequence[ParsedEmail]) -> list[Resolution]:
         """Where each email would go, without writing anything (`--dry-run`)."""
@@ -192,33 +205,38 @@ class Submitter:
         pipe = self._redis.pipeline(transaction=False)
         plans = []
         for email, (parents, bounced) in zip(emails, found, strict=True):
-            thread, mode, bounced_id = self._resolve(email, parents, bounced)
-            plans.append((thread, mode, bounced_id))
+            place = self._resolve(email, parents, bounced)
+            claims = membership(email.from_addr, email.reply_to, self._settings)
+            plans.append((place, claims))
             pipe.hget(keys.message_senders(email.message_id), sender_digest(email.from_addr))
             pipe.get(keys.message_index(email.message_id))
-            if mode == "reply":
-                claims = membership(email.from_addr, email.reply_to, self._settings)
+            for thread in place.cited:
                 pipe.exists(keys.thread_participants(thread))
-                pipe.smismember(
-                    keys.thread_participants(thread), [claims.address, claims.domain or "-"]
-                )
+                pipe.smismember(keys.thread_participants(thread), claims.claims)
+                pipe.hget(keys.thread_meta(thread), "customer")
         answers = iter(pipe.execute() if plans else [])
         result = []
-        for email, (thread, mode, bounced_id) in zip(emails, plans, strict=True):
+        for email, (place, claims) in zip(emails, plans, strict=True):
             seen, owner = next(answers), next(answers)
-            refused = mode == "reply" and _refused(next(answers), next(answers))
-            if mode == "bounce":
-                result.append(Resolution(thread, STATUS_REPLY_BOUNCED, bounced_id))
+            joined = None
+            for thread in place.cited:
+                exists, members, customer = next(answers), next(answers), next(answers)
+                customer = _text(customer) if customer else None
+                found_members = [bool(int(m)) for m in members]
+                if joined is None and claims.may_join(bool(exists), found_members, customer):
+                    joined = thread
+            if place.mode == "bounce":
+                result.append(Resolution(place.thread, STATUS_REPLY_BOUNCED, place.bounced_id))
             elif seen:
                 result.append(Resolution(_text(seen), STATUS_DUPLICATE))
-            elif refused:
-                own = thread_id_for(email.message_id, email.from_addr if owner else "")
-                result.append(Resolution(own, MODE_JOIN_REFUSED, refused_thread_id=thread))
-            elif owner and mode == "new":
+            elif place.mode == "reply" and joined is None:
+                own = thread_id_for(email.message_id, email.from_addr)
+                result.append(Resolution(own, MODE_JOIN_REFUSED, refused_thread_id=place.thread))
+            elif owner and place.mode == "new":
                 thread = thread_id_for(email.message_id, email.from_addr)
                 result.append(Resolution(thread, "collision"))
             else:
-                result.append(Resolution(thread, mode))
+                result.append(Resolution(joined or place.thread, place.mode))
         return result
 
     # --- writing ---------------------------------------------------------------------------
@@ -242,12 +260,13 @@ class Submitter:
             return []
         found = self._read(emails)
         results: list[Submitted | Exception | None] = [None] * len(emails)
-        pending = []
-        for index, (email, (parents, bounced)) in enumerate(zip(emails, found, strict=True)):
-            thread, mode, bounced_id = self._resolve(email, parents, bounced)
-            pending.append(_Placement(index, thread, mode, bounced_id))
-        # Later rounds only for a refused join and for ids another sender already used.
-        for _ in range(3):
+        pending = [
+            replace(self._resolve(email, parents, bounced), index=index)
+            for index, (email, (parents, bounced)) in enumerate(zip(emails, found, strict=True))
+        ]
+        # Later rounds only for a refused join (the next thread cited, then its own) and for
+        # ids another sender already used.
+        for _ in range(MAX_CITED_THREADS + 2):
             pending = self._write(emails, pending, results)
             if not pending:
                 break
@@ -299,10 +318,11 @@ class Submitter:
                     keys.thread_scheduled(thread),
                     keys.PENDING,
                     keys.thread_participants(thread),
+                    keys.thread_meta(thread),
                 ],
                 args=[
                     thread,
-                    payload_json(email, thread, place.refused_thread),
+                    payload_json(email, thread, place.kept_out),
                     ttl,
                     flag_ttl,
                     now,
@@ -314,6 +334,9 @@ class Submitter:
                     claims.domain,
                     " ".join(claims.members),
                     ttl + PARTICIPANTS_MARGIN_SECONDS,
+                    claims.recipient,
+                    claims.recipient_domain,
+                    claims.customer,
                 ],
                 client=pipe,
             )
@@ -333,13 +356,7 @@ class Submitter:
                 status, scheduled, where, reused = answer
                 status = _text(status)
                 if status == "refused":
-                    log.warning(
-                        "enqueue.thread_join_refused",
-                        message_id=email.message_id,
-                        cited_thread_id=place.thread,
-                    )
-                    own = thread_id_for(email.message_id)
-                    retry.append(_Placement(place.index, own, "new", refused_thread=place.thread))
+                    retry.append(self._refused(email, place))
                     continue
                 if status == "collision":
                     own = thread_id_for(email.message_id, email.from_addr)
@@ -359,9 +376,23 @@ class Submitter:
                     email.message_id,
                     bool(int(scheduled)),
                     bool(int(reused)),
-                    refused_thread_id=place.refused_thread,
+                    refused_thread_id=place.kept_out,
                 )
         return retry
+
+    def _refused(self, email: ParsedEmail, place: _Placement) -> _Placement:
+        """Where a refused email goes next: the next thread it cites, else a thread of its own
+        (named with its sender: never a thread its Message-ID names)."""
+        refused = place.refused_thread or place.thread
+        if place.others:
+            return replace(
+                place, thread=place.others[0], others=place.others[1:], refused_thread=refused
+            )
+        log.warning(
+            "enqueue.thread_join_refused", message_id=email.message_id, cited_thread_id=refused
+        )
+        own = thread_id_for(email.message_id, email.from_addr)
+        return _Placement(place.index, own, "collision", refused_thread=refused)
 
     def _bounced(
         self, email: ParsedEmail, thread: str, bounced_id: str, answer: str

@@ -2,13 +2,16 @@
 --
 -- KEYS: 1 index (Message-ID -> thread), 2 senders of that id (hash sender -> thread),
 --       3 the thread's inbox, 4 its scheduled flag, 5 the pending-threads index,
---       6 the thread's participants (set of member digests)
+--       6 the thread's participants (set of member digests), 7 the thread's meta
 -- ARGV: 1 thread id, 2 payload JSON, 3 TTL, 4 flag TTL, 5 now, 6 flag kind (queued|batch),
 --       7 sender digest, 8 mode: new (own thread) | reply (thread found by references) |
 --       collision (the id belongs to another sender: own thread, index left alone),
 --       9 '1' when the id has the shape of one of our reply ids,
 --       10 the sender's address member, 11 its domain member ('' when none may join by domain),
---       12 members an accepted email adds (space-separated), 13 the participants' TTL
+--       12 members an accepted email adds (space-separated), 13 the participants' TTL,
+--       14 the member a question would go to when not the sender (''), 15 its domain member (''),
+--       16 the address a question would go to, lower-case (a thread without participants
+--       admits only its customer)
 -- Returns {status, scheduled, thread, reused}; status enqueued | duplicate | collision |
 -- refused (a reply whose sender takes no part in the thread: the caller gives it its own).
 local thread = ARGV[1]
@@ -25,11 +28,22 @@ if seen then
   end
   return {'duplicate', schedule and 1 or 0, seen, 0}
 end
--- A thread from before participants were recorded has none: anyone citing it may join.
-if ARGV[8] == 'reply' and redis.call('EXISTS', KEYS[6]) == 1
-    and redis.call('SISMEMBER', KEYS[6], ARGV[10]) == 0
-    and (ARGV[11] == '' or redis.call('SISMEMBER', KEYS[6], ARGV[11]) == 0) then
-  return {'refused', 0, thread, 0}
+local function takes_part(address, domain)
+  return (address ~= '' and redis.call('SISMEMBER', KEYS[6], address) == 1)
+    or (domain ~= '' and redis.call('SISMEMBER', KEYS[6], domain) == 1)
+end
+if ARGV[8] == 'reply' then
+  local joins
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    -- the sender, and whoever a question about this email would go to, take part
+    joins = takes_part(ARGV[10], ARGV[11]) and (ARGV[14] == '' or takes_part(ARGV[14], ARGV[15]))
+  else
+    -- no participants (a thread from before they were recorded, or they expired): fail closed
+    -- but for the thread's customer, who then starts its participants
+    local customer = redis.call('HGET', KEYS[7], 'customer')
+    joins = ARGV[16] ~= '' and customer ~= false and string.lower(customer) == ARGV[16]
+  end
+  if not joins then return {'refused', 0, thread, 0} end
 end
 if owner and ARGV[8] == 'new' then
   return {'collision', 0, owner, 1}

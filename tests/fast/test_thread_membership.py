@@ -96,15 +96,52 @@ def test_the_customers_answer_joins_its_thread(r, in_process):
     assert last["type"] == "classified" and last["thread_join_refused"] is False
 
 
-def test_a_colleague_of_the_customers_domain_joins_unless_switched_off(r, in_process):
-    """bob@acme.example takes over dana@acme.example's thread; with the setting off he may not."""
-    world = in_process()
+def test_a_colleague_of_the_customers_domain_joins_only_when_switched_on(r, in_process):
+    """bob@acme.example takes over dana@acme.example's thread when domains join; by default not."""
+    world = in_process(TRIAGE_THREAD_JOIN_SAME_DOMAIN="true")
     thread, question = victim_thread(world)
     assert world.submit(answer(question, "bob@mail.acme.example", mid="<bob-1@acme>")) == thread
 
-    strict = in_process(TRIAGE_THREAD_JOIN_SAME_DOMAIN="false")
+    strict = in_process()
     raw = answer(question, "carol@acme.example", mid="<carol-1@acme>")
     assert strict.submit(raw) != thread
+
+
+def test_a_forged_from_with_the_forgers_reply_to_is_refused(r, in_process):
+    """From forged as the customer, Reply-To a same-domain stranger: the next question would go
+    to the stranger, so the email may not join (the forged From alone would)."""
+    world = in_process()
+    thread, question = victim_thread(world, sender="dana@hotmail.fr")
+    forged = make_email(
+        "<forged-1@hotmail.fr>",
+        SEED_REPLY,
+        sender="dana@hotmail.fr",
+        headers={"Reply-To": "eve@hotmail.fr"},
+        in_reply_to=question.message_id,
+    )
+    assert world.submit(forged) != thread
+    assert world.submit(answer(question, "dana@hotmail.fr")) == thread
+
+
+def test_the_customers_reply_all_joins_the_first_cited_thread_that_admits_her(r, in_process):
+    """Her accountant was kept out of her thread; her reply-all cites his email first and her
+    thread after: she joins her own thread, not refused and not a third thread."""
+    world = in_process()
+    thread, question = victim_thread(world)
+    accountant = world.submit(answer(question, "tom@accountants.example", mid="<tom-1@acc>"))
+    assert accountant != thread
+    reply_all = make_email(
+        "<dana-3@acme.example>",
+        SEED_REPLY,
+        sender="dana@acme.example",
+        in_reply_to="<tom-1@acc>",
+        references=[question.message_id, "<tom-1@acc>"],
+    )
+    submitter = Submitter(world.settings, r, world.published)
+    [preview] = submitter.resolve([parse_email(reply_all)])
+    joined = submitter.submit(parse_email(reply_all))
+    assert joined.thread_id == thread and joined.refused_thread_id == ""
+    assert (preview.thread_id, preview.mode) == (thread, "reply")
 
 
 def test_a_shared_provider_is_not_a_domain_of_colleagues(r, in_process):
@@ -172,12 +209,16 @@ def test_a_dry_run_says_the_join_would_be_refused(r, in_process):
     assert summary.as_dict()["join_refused"] == 1
 
 
-def test_a_thread_from_before_participants_were_recorded_lets_a_reply_join(r, in_process):
-    """Upgrade rule: a thread without a participants set (older data) keeps threading as before."""
+def test_a_thread_without_participants_admits_only_its_customer(r, in_process):
+    """Older data, or participants expired: a stranger cannot join (nor lock the customer out);
+    the customer joins and starts the participants again."""
     world = in_process()
     thread, question = victim_thread(world)
     r.delete(keys.thread_participants(thread))
-    assert world.submit(answer(question, "someone@elsewhere.example")) == thread
+    assert world.submit(answer(question, "someone@elsewhere.example")) != thread
+    assert not r.exists(keys.thread_participants(thread))
+    assert world.submit(answer(question, "Dana <DANA@acme.example>", mid="<d-9@acme>")) == thread
+    assert r.sismember(keys.thread_participants(thread), address_member("dana@acme.example"))
 
 
 def test_participants_are_stored_as_digests_never_addresses(r, in_process):
@@ -203,12 +244,18 @@ RELAY = "forms@formhost.example"
         # A contact form's mail is its customer's: the form's address takes part in nothing.
         (RELAY, "dana@gmail.com", "dana@gmail.com", False),
         (RELAY, "dana@acme.example", "dana@acme.example", True),
+        (RELAY, None, None, False),
     ],
 )
 def test_membership_claims_and_members(sender, reply_to, claimant, domain_claim, in_process):
     """Pure: who claims to take part (and by domain unless shared or invalid), what is added."""
-    settings = in_process(TRIAGE_FORM_RELAY_SENDERS=RELAY).settings
+    settings = in_process(
+        TRIAGE_FORM_RELAY_SENDERS=RELAY, TRIAGE_THREAD_JOIN_SAME_DOMAIN="true"
+    ).settings
     found = membership(sender, reply_to, settings)
+    if claimant is None:  # a form's mail without its customer: takes part in nothing
+        assert found.address == "" and found.members == () and found.claims == ["-"] * 4
+        return
     assert found.address == address_member(claimant) and found.address in found.members
     assert bool(found.domain) is domain_claim
     assert address_member(RELAY) not in found.members
