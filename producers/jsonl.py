@@ -105,7 +105,7 @@ def parse_record(line: bytes | str, limits: ParseLimits | None = None) -> Parsed
     subject, long_subject = bound_subject(record.subject, limits.max_subject_chars)
     if long_subject:
         notes.append("subject truncated")
-    references = [ref for item in record.references for ref in h.message_ids(item)]
+    references = h.message_ids(" ".join(record.references))  # one cap over every item
     in_reply_to = h.message_ids(record.in_reply_to, 1)
     reply = bool(in_reply_to or references)
     attachments = record.attachments[:MAX_ATTACHMENTS_LISTED]

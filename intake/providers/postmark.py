@@ -10,6 +10,7 @@ a 403, so an email we dead-lettered is answered 403.
 from __future__ import annotations
 
 import json
+from email.utils import formataddr
 from typing import Any
 
 from intake.providers import header_map, raw_item, record_item, threading_fields, unreadable
@@ -20,9 +21,11 @@ REJECTED_STATUS = 403
 
 
 def _address(full: Any, plain: Any) -> str | None:
+    """From as one header value; the (DMARC-checked) address stays the address whatever the
+    display name holds (`formataddr` quotes and escapes it)."""
     if isinstance(full, dict) and full.get("Email"):
-        name = str(full.get("Name") or "").replace('"', "")
-        return f'"{name}" <{full["Email"]}>' if name else str(full["Email"])
+        name = " ".join(str(full.get("Name") or "").split())
+        return formataddr((name, str(full["Email"]))) if name else str(full["Email"])
     return str(plain) if plain else None
 
 

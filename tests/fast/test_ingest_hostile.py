@@ -615,3 +615,38 @@ def test_text_past_the_scan_limit_is_not_read():
     assert time.perf_counter() - started < 5  # unbounded: about 7 s on this input
     assert "text beyond 200000 characters not read" in parsed.notes
     assert len(parsed.text) < 21_000 and parsed.text.startswith("On Monday Tom wrote:")
+
+
+def test_references_of_a_json_record_are_capped_over_all_items():
+    """100,000 ids spread over a JSON record's References items: at most 50 are kept."""
+    from producers.enqueue import parse_item
+
+    record = {
+        "message_id": "<refs@example.org>",
+        "subject": "refs",
+        "from": "dana@example.org",
+        "text": "hello",
+        "references": [f"<r{i}@example.org>" for i in range(100_000)],
+    }
+    line = json.dumps(record).encode()
+    parsed = parse_item(Item("x.jsonl", "line 1", "jsonl", line, len(line)), ParseLimits())
+    assert not isinstance(parsed, Rejected)
+    assert len(parsed.references) == 50
+    assert parsed.references[0] == "<r0@example.org>"
+    assert parsed.references[-1] == "<r99999@example.org>"
+
+
+def test_a_provider_display_name_cannot_smuggle_another_sender():
+    """Postmark's FromFull: a Name holding `\\ <dana@…>, \\` leaves the checked Email the sender."""
+    from intake.providers.postmark import to_item
+    from producers.enqueue import parse_item
+
+    document = {
+        "FromFull": {"Name": "x\\ <dana@acme.example>, \\", "Email": "eve@evil.example"},
+        "Subject": "hi",
+        "TextBody": "hello there",
+        "MessageID": "pm-1",
+        "Headers": [],
+    }
+    parsed = parse_item(to_item(json.dumps(document).encode()), ParseLimits())
+    assert not isinstance(parsed, Rejected) and parsed.from_addr == "eve@evil.example"
