@@ -73,6 +73,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
         "worker_hijack_root_logger": False,
+        # On for Flower and `celery events` (both kept on by default: what they cost, measured,
+        # is in docs/operations.md, "Celery's tools and Flower").
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
         "enable_utc": True,

@@ -18,6 +18,7 @@ approximate on purpose (a step redone after a crash counts its emails again).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import time
@@ -28,6 +29,7 @@ from common import keys
 from common.contract import EmailPayload
 from common.settings import Settings
 from worker.decide.pending import no_question_reason, question_recipient
+from worker.state import scripts
 from worker.state.snapshot import Snapshot
 
 #: "[Ticket #123]", "[Case 4567]", "(Ref: 89)" tags; three or more in a subject is a loop.
@@ -71,19 +73,41 @@ def thread_cap(snapshot: Snapshot, settings: Settings) -> str | None:
 
 
 def _day(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
+    return _day_of(int(now // 86400))
 
 
 def _hour(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H")
+    return _hour_of(int(now // 3600))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_of(day: int) -> str:
+    """The UTC date of a day since the epoch (cached: every check formats the current one)."""
+    return dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")
+
+
+@functools.lru_cache(maxsize=4)
+def _hour_of(hour: int) -> str:
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
+
+
+#: A sender's hourly counter outlives its hour by one (the key names the hour).
+SENDER_COUNTER_SECONDS = 2 * 3600
 
 
 class Limits:
-    """Checks and records the per-address limits (one pipelined round trip each)."""
+    """Checks and records the per-address limits (one round trip each).
+
+    The check is one script (`worker/state/scripts/limits.lua`: two GETs, and INCRBY + EXPIRE
+    per sender), not a pipeline of those commands: same effect, atomic, and about half the
+    client CPU (one command to pack and one reply to parse). It cannot ride on the drain's
+    snapshot: its keys are hashes of addresses found in the inbox that snapshot returns.
+    """
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
         self._settings = settings
+        self._check = client.register_script(scripts.load("limits"))
 
     def no_question_reason(
         self, emails: list[EmailPayload], snapshot: Snapshot, now: float | None = None
@@ -103,15 +127,15 @@ class Limits:
         for email in emails:
             sender = address_key(email.from_addr)
             senders[sender] = senders.get(sender, 0) + 1
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.get(keys.questions_per_recipient(_day(now), recipient))
-        pipe.get(keys.last_question_to(recipient))
-        for sender, count in senders.items():
-            key = keys.emails_per_sender(_hour(now), sender)
-            pipe.incrby(key, count)
-            pipe.expire(key, 2 * 3600)
-        asked_today, last_question_at, *counts = pipe.execute()
-        if any(int(n) > settings.max_emails_per_sender_per_hour for n in counts[::2]):
+        hour = _hour(now)
+        keys_ = [
+            keys.questions_per_recipient(_day(now), recipient),
+            keys.last_question_to(recipient),
+        ]
+        keys_ += [keys.emails_per_sender(hour, sender) for sender in senders]
+        args = [SENDER_COUNTER_SECONDS, *senders.values()]
+        asked_today, last_question_at, *counts = self._check(keys=keys_, args=args)
+        if any(int(n) > settings.max_emails_per_sender_per_hour for n in counts):
             return "sender_hourly_limit"
         if int(asked_today or 0) >= settings.max_questions_per_recipient_per_day:
             return "recipient_daily_limit"
