@@ -125,7 +125,12 @@ def valid_address(value: str | None) -> str | None:
     if not at or not local or len(local) > MAX_LOCAL or not _LOCAL.fullmatch(local):
         return None
     try:
-        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
+        written = domain.rstrip(".").lower()
+        ascii_domain = written.encode("idna").decode("ascii").lower()
+        # IDNA 2003 maps some characters away (ß -> ss, zero-width joiners dropped): a domain
+        # that does not come back as written would be judged as another domain than its own.
+        if ascii_domain != written and ascii_domain.encode("ascii").decode("idna") != written:
+            return None
     except UnicodeError:
         return None
     labels = ascii_domain.split(".")

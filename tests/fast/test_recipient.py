@@ -81,6 +81,13 @@ def test_invalid_addresses_receive_nothing(value):
 def test_idn_domains_come_back_as_punycode():
     """An internationalised domain is valid and normalised to its ASCII form."""
     assert valid_address("Dana <dana@B\u00fccher.example>") == "dana@xn--bcher-kva.example"
+    assert valid_address("dana@xn--bcher-kva.example") == "dana@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("domain", ["stra\u00dfe.de", "ac\u200dme.example", "ac\u00admme.example"])
+def test_a_domain_that_idna_would_map_to_another_is_not_an_address(domain):
+    """ß -> ss, a dropped zero-width joiner or soft hyphen: it would pass for another domain."""
+    assert valid_address(f"dana@{domain}") is None
 
 
 @pytest.mark.parametrize(
