@@ -12,7 +12,8 @@ Two sources, both read with flat memory (chunks of a few hundred):
   without writing). An email already seen live joins its live thread (it is *not* dropped as a
   duplicate: dedupe is per run); a reply the live thread it cites would refuse (its sender takes
   no part there) is a thread of its own; a reply to an email of the same backlog joins that
-  email's thread (whoever sent it: a run sends no mail); anything else is a thread of its own,
+  email's thread (and when that is a live thread, only under the same rule); anything else is a
+  thread of its own,
   named as the producers would name it. The run's
   own index (`msgids`) drops an email the PATH holds twice (same Message-ID and sender). Each
   thread's emails are kept compressed in the run's records until the run finishes.
@@ -35,6 +36,7 @@ from common import keys
 from common.connections import as_text
 from common.contract import EmailPayload
 from producers.enqueue import Previewer, Rejected
+from producers.membership import membership
 from producers.parse import ParsedEmail
 from producers.sources import iter_items, resolve_inputs
 from producers.submit import MODE_JOIN_REFUSED, payload_json, sender_digest, thread_id_for
@@ -54,6 +56,8 @@ KIND_BACKLOG = "backlog"
 #: Resolutions that settle an email's thread: a live one (seen, or answering one), or its own
 #: when its sender may not join the thread it cites (`producers.membership`).
 LIVE_MODES = ("duplicate", "reply", MODE_JOIN_REFUSED)
+#: An email of a backlog, the thread it goes to, how it was resolved, its sender's digest.
+Placed = tuple[ParsedEmail, str, str, str]
 #: Per email in a backlog estimate: the `Subject:` line and the block around the text.
 EMAIL_OVERHEAD_BYTES = 40
 
@@ -235,17 +239,20 @@ class Planner:
         parents = sorted({parent for email in fresh for parent in _up(email)})
         owners = dict(zip(parents, self._runs.owners(self._name, parents), strict=True))
         local: dict[str, str] = {}
-        placed: list[tuple[ParsedEmail, str, str, str]] = []  # ... and the sender's digest
+        placed: list[Placed] = []
+        joined: list[int] = []  # which of `placed` joined a thread through the backlog
         for email, thread, mode in emails:
             if mode not in LIVE_MODES:
                 for parent in _up(email):
                     owner = local.get(parent) or owners.get(parent)
                     if owner:
                         thread = owner.split("\0", 1)[0]
+                        joined.append(len(placed))
                         break
             sender = sender_digest(email.from_addr)
             local.setdefault(email.message_id, f"{thread}\0{sender}")
             placed.append((email, thread, mode, sender))
+        placed = self._admitted(placed, joined)
         # The run's own dedupe: an email is part of a run once (same Message-ID and sender).
         pipe = self._redis.pipeline(transaction=False)
         for email, thread, _, sender in placed:
@@ -266,6 +273,39 @@ class Planner:
             totals.seen_live += mode == "duplicate"
             buffer.setdefault(thread, []).append(payload_json(email, thread))
         self._flush(buffer)
+
+    def _admitted(self, placed: list[Placed], joined: list[int]) -> list[Placed]:
+        """Emails threaded through the backlog into a *live* thread face the producers' rule
+        (`producers.membership`): a sender who takes no part there gets a thread of its own.
+        A thread only this run knows (no participants, no meta) admits every reply."""
+        if not joined:
+            return placed
+        pipe = self._redis.pipeline(transaction=False)
+        claims = []
+        for index in joined:
+            email, thread, _, _ = placed[index]
+            claims.append(membership(email.from_addr, email.reply_to, self._spec.settings))
+            pipe.exists(keys.thread_participants(thread))
+            pipe.smismember(keys.thread_participants(thread), claims[-1].claims)
+            pipe.hget(keys.thread_meta(thread), "customer")
+            pipe.exists(keys.thread_meta(thread))
+        answers = iter(pipe.execute())
+        admitted = list(placed)
+        for index, claim in zip(joined, claims, strict=True):
+            has, found, customer, live = next(answers), next(answers), next(answers), next(answers)
+            customer_text = as_text(customer) if customer else None
+            if not (has or live) or claim.may_join(
+                bool(has), [bool(int(m)) for m in found], customer_text
+            ):
+                continue
+            email, _, mode, sender = placed[index]
+            admitted[index] = (
+                email,
+                thread_id_for(email.message_id, email.from_addr),
+                mode,
+                sender,
+            )
+        return admitted
 
     def _flush(self, buffer: dict[str, list[str]]) -> None:
         if not buffer:

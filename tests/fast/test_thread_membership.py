@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import SEED_FIRST, SEED_REPLY, make_email, stream_events
+from helpers import SEED_FIRST, SEED_REPLY, base_env, make_email, stream_events
 
 from common import keys
 from producers.membership import address_member, domain_member, membership
@@ -290,3 +290,38 @@ def test_the_payload_names_a_refused_thread_only_when_there_is_one():
     email = parse_email(make_email("<p-1@acme.example>", SEED_FIRST))
     assert "refused_thread_id" not in json.loads(payload_json(email, "t1"))
     assert json.loads(payload_json(email, "t1", "t0"))["refused_thread_id"] == "t0"
+
+
+def test_a_backlog_run_keeps_a_stranger_out_of_a_live_thread_one_step_removed(
+    r, in_process, state_url, broker_url, emulator, tmp_path
+):
+    """Reprocessing: the customer's answer (only in the backlog) joins her live thread; a
+    stranger citing that answer does not follow it there, nor by citing our question."""
+    from click.testing import CliRunner
+
+    from triage.main import cli
+    from worker.state.runs import RunStore
+
+    world = in_process()
+    live, question = victim_thread(world)
+    dana = answer(question, "dana@acme.example", mid="<dana-g2@acme.example>")
+    stranger = make_email(
+        "<m-g@evil.example>",
+        SEED_REPLY,
+        subject="Re: Help",
+        sender="mallory@evil.example",
+        in_reply_to="<dana-g2@acme.example>",
+    )
+    direct = answer(question, "mallory@evil.example", mid="<m-g2@evil.example>")
+    path = tmp_path / "backlog.mbox"
+    path.write_bytes(
+        b"".join(b"From x Mon Nov 23 09:00:00 2026\n" + m + b"\n" for m in (dana, stranger, direct))
+    )
+    env = base_env(state_url, broker_url, emulator.base_url)
+    result = CliRunner().invoke(cli, ["reprocess", "--run", "g", str(path), "--yes"], env=env)
+    assert result.exit_code == 0, result.output
+    decisions = {d.thread_id: d for d in RunStore(r, 30).scan_decisions("g")}
+    assert "<dana-g2@acme.example>" in decisions[live].email_ids
+    assert "<m-g@evil.example>" not in decisions[live].email_ids
+    assert "<m-g2@evil.example>" not in decisions[live].email_ids
+    assert any("<m-g@evil.example>" in d.email_ids for d in decisions.values())
