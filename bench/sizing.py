@@ -91,9 +91,10 @@ class Replies:
         self.last = reply
 
 
-def email(message_id: str, body: str, **headers: str) -> bytes:
+def email(message_id: str, body: str, customer: int, **headers: str) -> bytes:
+    """One customer's email (the answer to our question comes from the same customer)."""
     lines = [
-        f"From: Customer {message_id[1:9]} <{message_id[1:9]}@example.org>",
+        f"From: Customer {customer} <c{customer:08d}@example.org>",
         "To: support@example.com",
         f"Subject: {headers.get('subject', 'Help with my account')}",
         f"Message-ID: {message_id}",
@@ -145,7 +146,7 @@ def main() -> None:
         for i in range(args.threads):
             body = " ".join(rng.choice(WORDS) for _ in range(args.words))
             clarified = rng.random() < args.clarified_share
-            first = email(f"<s{i:08d}@example.org>", VAGUE if clarified else body)
+            first = email(f"<s{i:08d}@example.org>", VAGUE if clarified else body, i)
             thread_id = submitter.submit(parse_email(first)).thread_id
             step.drain(thread_id)
             emails += 1
@@ -153,6 +154,7 @@ def main() -> None:
                 answer = email(
                     f"<a{i:08d}@example.org>",
                     f"{ANSWER} {body}",
+                    i,
                     subject="Re: Help with my account",
                     in_reply_to=replies.last.message_id,
                 )

@@ -20,7 +20,6 @@ as addresses.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from common.recipient import (
@@ -73,20 +72,20 @@ class Membership:
     #: Members an accepted email adds to its thread.
     members: tuple[str, ...]
 
-    def may_join(self, has_participants: bool, found: Sequence[bool], customer: str | None) -> bool:
-        """The submit script's rule (`producers/scripts/submit.lua`), for the dry run: `found`
-        says which of address, domain, recipient, recipient domain the thread has."""
-        if not has_participants:
+    def may_join(self, participants: str | None, customer: str | None) -> bool:
+        """The submit script's rule (`producers/scripts/submit.lua`), for the dry run and
+        reprocessing: `participants` is the thread's value (None: it has none), `customer`
+        its meta's customer."""
+        if participants is None:
             return bool(customer) and str(customer).lower() == self.customer
-        address, domain, recipient, recipient_domain = found
-        return (address or domain) and (not self.recipient or recipient or recipient_domain)
+        listed = set(participants.split())
 
-    @property
-    def claims(self) -> list[str]:
-        """What the submit script looks up ("-" for an empty claim: never a member)."""
-        return [
-            c or "-" for c in (self.address, self.domain, self.recipient, self.recipient_domain)
-        ]
+        def takes_part(address: str, domain: str) -> bool:
+            return bool(address and address in listed) or bool(domain and domain in listed)
+
+        return takes_part(self.address, self.domain) and (
+            not self.recipient or takes_part(self.recipient, self.recipient_domain)
+        )
 
 
 def membership(from_addr: str, reply_to: str | None, settings: Settings) -> Membership:

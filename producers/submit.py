@@ -211,8 +211,7 @@ class Submitter:
             pipe.hget(keys.message_senders(email.message_id), sender_digest(email.from_addr))
             pipe.get(keys.message_index(email.message_id))
             for thread in place.cited:
-                pipe.exists(keys.thread_participants(thread))
-                pipe.smismember(keys.thread_participants(thread), claims.claims)
+                pipe.get(keys.thread_participants(thread))
                 pipe.hget(keys.thread_meta(thread), "customer")
         answers = iter(pipe.execute() if plans else [])
         result = []
@@ -220,10 +219,12 @@ class Submitter:
             seen, owner = next(answers), next(answers)
             joined = None
             for thread in place.cited:
-                exists, members, customer = next(answers), next(answers), next(answers)
-                customer = _text(customer) if customer else None
-                found_members = [bool(int(m)) for m in members]
-                if joined is None and claims.may_join(bool(exists), found_members, customer):
+                participants, customer = next(answers), next(answers)
+                admits = claims.may_join(
+                    _text(participants) if participants is not None else None,
+                    _text(customer) if customer else None,
+                )
+                if joined is None and admits:
                     joined = thread
             if place.mode == "bounce":
                 result.append(Resolution(place.thread, STATUS_REPLY_BOUNCED, place.bounced_id))

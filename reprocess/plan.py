@@ -285,17 +285,18 @@ class Planner:
         for index in joined:
             email, thread, _, _ = placed[index]
             claims.append(membership(email.from_addr, email.reply_to, self._spec.settings))
-            pipe.exists(keys.thread_participants(thread))
-            pipe.smismember(keys.thread_participants(thread), claims[-1].claims)
+            pipe.get(keys.thread_participants(thread))
             pipe.hget(keys.thread_meta(thread), "customer")
             pipe.exists(keys.thread_meta(thread))
         answers = iter(pipe.execute())
         admitted = list(placed)
         for index, claim in zip(joined, claims, strict=True):
-            has, found, customer, live = next(answers), next(answers), next(answers), next(answers)
-            customer_text = as_text(customer) if customer else None
-            if not (has or live) or claim.may_join(
-                bool(has), [bool(int(m)) for m in found], customer_text
+            participants, customer, live = next(answers), next(answers), next(answers)
+            if participants is None and not live:
+                continue  # a thread only this run knows
+            if claim.may_join(
+                as_text(participants) if participants is not None else None,
+                as_text(customer) if customer else None,
             ):
                 continue
             email, _, mode, sender = placed[index]

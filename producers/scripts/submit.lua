@@ -2,7 +2,7 @@
 --
 -- KEYS: 1 index (Message-ID -> thread), 2 senders of that id (hash sender -> thread),
 --       3 the thread's inbox, 4 its scheduled flag, 5 the pending-threads index,
---       6 the thread's participants (set of member digests), 7 the thread's meta
+--       6 the thread's participants (member digests, space-separated), 7 the thread's meta
 -- ARGV: 1 thread id, 2 payload JSON, 3 TTL, 4 flag TTL, 5 now, 6 flag kind (queued|batch),
 --       7 sender digest, 8 mode: new (own thread) | reply (thread found by references) |
 --       collision (the id belongs to another sender: own thread, index left alone),
@@ -28,13 +28,17 @@ if seen then
   end
   return {'duplicate', schedule and 1 or 0, seen, 0}
 end
+local participants = redis.call('GET', KEYS[6])
+local known = ' ' .. (participants or '') .. ' '
+local function listed(member)
+  return member ~= '' and string.find(known, ' ' .. member .. ' ', 1, true) ~= nil
+end
 local function takes_part(address, domain)
-  return (address ~= '' and redis.call('SISMEMBER', KEYS[6], address) == 1)
-    or (domain ~= '' and redis.call('SISMEMBER', KEYS[6], domain) == 1)
+  return listed(address) or listed(domain)
 end
 if ARGV[8] == 'reply' then
   local joins
-  if redis.call('EXISTS', KEYS[6]) == 1 then
+  if participants then
     -- the sender, and whoever a question about this email would go to, take part
     joins = takes_part(ARGV[10], ARGV[11]) and (ARGV[14] == '' or takes_part(ARGV[14], ARGV[15]))
   else
@@ -58,8 +62,14 @@ redis.call('HSET', KEYS[2], ARGV[7], thread)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('RPUSH', KEYS[3], ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
-for member in string.gmatch(ARGV[12], '%S+') do redis.call('SADD', KEYS[6], member) end
-redis.call('EXPIRE', KEYS[6], ARGV[13])
+local grown = participants or ''
+for member in string.gmatch(ARGV[12], '%S+') do
+  if not listed(member) and #grown < 4096 then  -- bounded: a thread's few addresses and domains
+    grown = (grown == '' and member) or (grown .. ' ' .. member)
+    known = known .. member .. ' '
+  end
+end
+if grown ~= '' then redis.call('SET', KEYS[6], grown, 'EX', ARGV[13]) end
 redis.call('ZADD', KEYS[5], 'NX', ARGV[5], thread)
 local schedule = redis.call('SET', KEYS[4], ARGV[6] .. ':' .. ARGV[5], 'NX', 'EX', ARGV[4])
 return {'enqueued', schedule and 1 or 0, thread, reused}
