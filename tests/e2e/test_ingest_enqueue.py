@@ -250,6 +250,7 @@ def test_cli_batch_with_every_bad_input_then_a_second_run(r, state_url, tmp_path
         "enqueued": 6,
         "duplicates": 0,
         "reply_bounced": 0,
+        "join_refused": 0,
         "rejected": 4,
         "rejected_by_reason": {
             "invalid_jsonl": 1,
