@@ -85,6 +85,8 @@ def test_a_backlog_reprocessed_under_a_new_taxonomy_leaves_live_alone_until_appl
     wait_settled(r, threads.values(), 60)
     decided = stream_events(r, "classified", "clarification")
     assert len(decided) == count
+    # the worker may still be sending the questions it decided: wait for every one to be sent
+    wait_for(lambda: r.hlen(keys.REPLIES_PENDING) == 0, 60, "the questions to be sent")
     before, replies = live_state(r), outbox(r)
 
     emulator.configure(batch_delay_s=0.3)
