@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import psutil
@@ -800,24 +800,41 @@ def artifacts_dir(name: str) -> Path:
     return path
 
 
+def missing_tool(message: str) -> NoReturn:
+    """A Debian tool a test needs is not installed: skip locally, fail in CI (`.ci/run` installs
+    it)."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + "; .ci/run installs it")
+    pytest.skip(message)
+
+
+def promtool() -> str:
+    """Debian's promtool (the prometheus package)."""
+    import shutil
+
+    found = shutil.which("promtool")
+    if found is None:
+        missing_tool(
+            "promtool not found: install Debian's prometheus package (apt-get install prometheus)"
+        )
+    return found
+
+
 def chromium_driver() -> Any:
     """Headless Debian Chromium through chromedriver (Selenium); skip without it locally, fail
     in CI (`.ci/run` installs the `chromium` and `chromium-driver` packages)."""
     import shutil
     import tempfile
 
-    import pytest
-
     browser = shutil.which("chromium") or "/usr/bin/chromium"
     driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     if not (Path(browser).exists() and Path(driver_path).exists()):
-        message = (
+        missing_tool(
             "Chromium or chromedriver not found: install Debian's chromium and chromium-driver "
             "packages (apt-get install chromium chromium-driver)"
         )
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message + "; .ci/run installs them")
-        pytest.skip(message)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

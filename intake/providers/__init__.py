@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from intake.forms import Form
 from producers.sources import Item
 
 
@@ -54,4 +55,23 @@ def threading_fields(headers: Mapping[str, str]) -> dict[str, Any]:
         "references": headers.get("references"),
         "date": headers.get("date"),
         "reply_to": headers.get("reply-to"),
+    }
+
+
+def form_record(
+    form: Form, headers: Mapping[str, str], *, text: str, html: str, to: str
+) -> dict[str, Any]:
+    """A provider's parsed message (a form) as a schema record; `text`, `html` and `to` name
+    the provider's own fields, which differ; form fields win over the header block."""
+    return {
+        **threading_fields(headers),
+        "from": form.text("from") or headers.get("from"),
+        "subject": form.text("subject", headers.get("subject", "")),
+        "text": form.text(text),
+        "html": form.text(html) or None,
+        "to": form.text(to) or headers.get("to"),
+        "headers": dict(headers),
+        "attachments": [
+            {"name": f.filename, "content_type": f.content_type, "size": f.size} for f in form.files
+        ],
     }

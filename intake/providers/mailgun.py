@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 from pydantic import SecretStr
 
 from intake.forms import Form
-from intake.providers import Unauthorized, header_map, raw_item, record_item, threading_fields
+from intake.providers import Unauthorized, form_record, header_map, raw_item, record_item
 from intake.providers import unreadable as unreadable_item
 from producers.sources import Item
 
@@ -53,18 +52,7 @@ def to_item(form: Form, body: bytes) -> Item:
         headers = header_map((str(p[0]), str(p[1])) for p in pairs if len(p) == 2)
     except (ValueError, TypeError, IndexError):
         headers = {}
-    record: dict[str, Any] = {
-        "from": form.text("from") or headers.get("from"),
-        "subject": form.text("subject", headers.get("subject", "")),
-        "text": form.text("body-plain"),
-        "html": form.text("body-html") or None,
-        "to": form.text("To") or headers.get("to"),
-        **threading_fields(headers),
-        "headers": headers,
-        "attachments": [
-            {"name": f.filename, "content_type": f.content_type, "size": f.size} for f in form.files
-        ],
-    }
+    record = form_record(form, headers, text="body-plain", html="body-html", to="To")
     if not record["message_id"]:
         record["message_id"] = form.text("Message-Id") or None
     return record_item(SOURCE, record)

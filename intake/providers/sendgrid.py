@@ -15,14 +15,13 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from intake.forms import Form
-from intake.providers import Unauthorized, header_map, raw_item, record_item, threading_fields
+from intake.providers import Unauthorized, form_record, header_map, raw_item, record_item
 from intake.providers import unreadable as unreadable_item
 from producers.sources import Item
 
@@ -88,16 +87,5 @@ def to_item(form: Form, body: bytes) -> Item:
     if "text" not in form.fields and "html" not in form.fields and "from" not in form.fields:
         return unreadable_item(SOURCE, "sendgrid: neither email nor a parsed message", body)
     headers = _header_block(form.text("headers"))
-    record: dict[str, Any] = {
-        **threading_fields(headers),
-        "from": form.text("from") or headers.get("from"),
-        "subject": form.text("subject", headers.get("subject", "")),
-        "text": form.text("text"),
-        "html": form.text("html") or None,
-        "to": form.text("to") or headers.get("to"),
-        "headers": headers,
-        "attachments": [
-            {"name": f.filename, "content_type": f.content_type, "size": f.size} for f in form.files
-        ],
-    }
+    record = form_record(form, headers, text="text", html="html", to="to")
     return record_item(SOURCE, record)

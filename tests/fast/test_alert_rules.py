@@ -7,14 +7,12 @@ skip locally and fail in CI.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+from helpers import promtool
 
 from worker.observe import metrics
 from worker.observe.metrics_server import BacklogCollector
@@ -24,17 +22,6 @@ RULES_DIR = ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "alerts.yml"
 RULE_TESTS = RULES_DIR / "alerts.test.yml"
 JOB = "triage-worker"
-
-
-def promtool() -> str:
-    """The promtool binary; skip without it locally, fail without it in CI."""
-    found = shutil.which("promtool")
-    if found:
-        return found
-    message = "promtool not found: install Debian's prometheus package (apt-get install prometheus)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + "; .ci/run installs it")
-    pytest.skip(message)
 
 
 def alerts() -> dict[str, str]:

@@ -9,14 +9,11 @@ fails in CI.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
-from helpers import DASHBOARD, dashboard_queries, exposed_names, metric_names
+from helpers import DASHBOARD, dashboard_queries, exposed_names, metric_names, promtool
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import REGISTRY
 
@@ -75,16 +72,6 @@ def test_the_dashboard_covers_throughput_api_cost_backlog_retries_and_review():
         assert grid["x"] + grid["w"] <= 24, panel["title"]
         if panel["type"] != "row":
             assert panel["targets"] and panel["datasource"]["uid"] == "${datasource}"
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found:
-        return found
-    message = "promtool not found: install Debian's prometheus package (apt-get install prometheus)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + "; .ci/run installs it")
-    pytest.skip(message)
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path):
