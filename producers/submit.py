@@ -20,7 +20,6 @@ Producers publish by task name and share only `common.*` with the worker.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -52,7 +51,6 @@ MAX_CITED_THREADS = 3
 PARTICIPANTS_MARGIN_SECONDS = 86400
 #: A bounce of one of our replies whose thread is gone (expired): dead-lettered.
 STATUS_BOUNCE_UNKNOWN = "bounce_unknown_thread"
-_OUR_THREAD = re.compile(r"^<triage\.(.+)\.\d+@[^<>]+>$")
 
 
 @dataclass(frozen=True)
@@ -180,10 +178,8 @@ class Submitter:
         for bounced_id, thread in zip(bounced_ids, bounced, strict=False):
             if thread:
                 return _Placement(-1, _text(thread), "bounce", bounced_id)
-        for bounced_id in bounced_ids:  # the index expired: the id names its thread
-            match = _OUR_THREAD.match(bounced_id)
-            if match:
-                return _Placement(-1, match.group(1), "bounce", bounced_id)
+        if bounced_ids:  # ids of ours we have no record of: expired, or guessed by a forger
+            return _Placement(-1, "", "bounce", bounced_ids[0])
         cited = list(dict.fromkeys(_text(thread) for thread in parents if thread))
         if cited:
             return _Placement(-1, cited[0], "reply", others=tuple(cited[1:MAX_CITED_THREADS]))
@@ -227,7 +223,8 @@ class Submitter:
                 if joined is None and admits:
                     joined = thread
             if place.mode == "bounce":
-                result.append(Resolution(place.thread, STATUS_REPLY_BOUNCED, place.bounced_id))
+                mode = STATUS_REPLY_BOUNCED if place.thread else STATUS_BOUNCE_UNKNOWN
+                result.append(Resolution(place.thread, mode, place.bounced_id))
             elif seen:
                 result.append(Resolution(_text(seen), STATUS_DUPLICATE))
             elif place.mode == "reply" and joined is None:
@@ -289,6 +286,8 @@ class Submitter:
         for place in pending:
             email, thread = emails[place.index], place.thread
             sender = sender_digest(email.from_addr)
+            if place.mode == "bounce" and not place.thread:
+                continue  # answered below without a script: no thread to mark
             if place.mode == "bounce":
                 assert email.bounce is not None
                 self._bounce(
@@ -341,10 +340,12 @@ class Submitter:
                 ],
                 client=pipe,
             )
-        answers = pipe.execute(raise_on_error=False)
+        written = iter(pipe.execute(raise_on_error=False))
         retry = []
-        for place, answer in zip(pending, answers, strict=True):
+        for place in pending:
             email = emails[place.index]
+            unknown = place.mode == "bounce" and not place.thread
+            answer: Any = "unknown" if unknown else next(written)
             if isinstance(answer, redis.ConnectionError | redis.TimeoutError):
                 raise answer
             if isinstance(answer, Exception):
@@ -401,8 +402,11 @@ class Submitter:
         status = email.bounce.status if email.bounce else ""
         if answer == "unknown":
             return LookupError(
-                f"{STATUS_BOUNCE_UNKNOWN}: the report returns our reply {bounced_id}, whose thread "
-                f"{thread} no longer exists"
+                f"{STATUS_BOUNCE_UNKNOWN}: the report returns a reply id of ours, {bounced_id}, "
+                "that we have no record of (its thread expired, or the id was guessed)"
+                if not thread
+                else f"{STATUS_BOUNCE_UNKNOWN}: the report returns our reply {bounced_id}, "
+                f"whose thread {thread} no longer exists"
             )
         log.info(
             "enqueue.reply_bounced",

@@ -913,3 +913,9 @@ categories:
   - name: OTHER
     description: anything else that is clear but fits none of the above
 """
+
+
+def reply_id_pattern(thread_id: str, version: int, domain: str) -> str:
+    """A regex for the Message-ID of our question `version` of a thread: its random tag is
+    unknown in advance (`worker.reply.headers.reply_message_id`)."""
+    return rf"<triage\.{re.escape(thread_id)}\.{version}\.[0-9a-f]{{16}}@{re.escape(domain)}>"

@@ -21,6 +21,7 @@ from producers.enqueue import Enqueuer, Rejected
 from producers.parse import ParseLimits, parse_email
 from producers.sources import Item
 from producers.submit import Submitted, thread_id_for
+from worker.reply.headers import new_reply_tag
 
 HEAD = b"To: support@example.com\r\nDate: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
 
@@ -512,7 +513,7 @@ def test_a_bounce_of_our_reply_marks_its_thread_and_is_not_triaged(r, state_url)
     enqueuer = make_enqueuer(state_url, r)
     [first] = outcomes(enqueuer, email("<root2@example.org>"))
     assert isinstance(first, Submitted)
-    ours = f"<triage.{first.thread_id}.1@example.com>"
+    ours = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
     r.set(keys.message_index(ours), first.thread_id)  # what the worker's commit records
     r.hset(keys.thread_meta(first.thread_id), mapping={"status": "awaiting_customer", "version": 1})
     r.zadd(keys.AWAITING, {first.thread_id: time.time()})
@@ -534,7 +535,7 @@ def test_a_delay_warning_about_our_reply_leaves_the_thread_alone(r, state_url):
     enqueuer = make_enqueuer(state_url, r)
     [first] = outcomes(enqueuer, email("<root3@example.org>"))
     assert isinstance(first, Submitted)
-    ours = f"<triage.{first.thread_id}.1@example.com>"
+    ours = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
     r.set(keys.message_index(ours), first.thread_id)
     [delay] = outcomes(enqueuer, dsn(ours, status=b"4.4.1", action=b"delayed"))
     assert isinstance(delay, Submitted) and delay.status == "enqueued"
@@ -554,6 +555,25 @@ def test_a_bounce_whose_thread_is_gone_is_dead_lettered(r, state_url):
     [result] = outcomes(make_enqueuer(state_url, r), dsn("<triage.tgone.3@example.com>"))
     assert isinstance(result, Rejected) and result.reason == "bounce_unknown_thread"
     assert letters(r) == [("bounce_unknown_thread", "message 1")]
+
+
+def test_a_forged_bounce_of_a_guessed_reply_id_leaves_the_thread_alone(r, state_url):
+    """A stranger who knows a thread's first Message-ID computes its thread id and version but
+    not our reply's tag: the forged report is dead-lettered and the thread stays awaiting."""
+    enqueuer = make_enqueuer(state_url, r)
+    [first] = outcomes(enqueuer, email("<victim-root@example.org>"))
+    assert isinstance(first, Submitted)
+    sent = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
+    r.set(keys.message_index(sent), first.thread_id)
+    r.hset(keys.thread_meta(first.thread_id), mapping={"status": "awaiting_customer", "version": 1})
+    r.zadd(keys.AWAITING, {first.thread_id: time.time()})
+    guesses = [f"<triage.{first.thread_id}.1@example.com>"]
+    guesses += [f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>" for _ in range(3)]
+    results = outcomes(enqueuer, *(dsn(guess) for guess in guesses))
+    assert all(isinstance(x, Rejected) and x.reason == "bounce_unknown_thread" for x in results)
+    assert r.hget(keys.thread_meta(first.thread_id), "status") == b"awaiting_customer"
+    assert r.zscore(keys.AWAITING, first.thread_id) is not None
+    assert [reason for reason, _ in letters(r)] == ["bounce_unknown_thread"] * 4
 
 
 # --- 6. dry run -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import smtplib
 
 import pytest
@@ -21,13 +22,19 @@ from common.errors import (
 )
 from common.logging import task_context
 from common.settings import Settings, load_settings
+from producers.dsn import OUR_REPLY_ID
 from producers.parse import EmailParseError, parse_email, strip_quoted
 from worker.decide.conversation import bound_text, check_alternation, user_turn
 from worker.decide.decision import parse_decision
 from worker.decide.drain import no_question_reason
 from worker.decide.prompt import build_request, decision_schema
 from worker.recovery.backoff import compute_backoff
-from worker.reply.headers import references_chain, reply_message_id, reply_subject
+from worker.reply.headers import (
+    new_reply_tag,
+    references_chain,
+    reply_message_id,
+    reply_subject,
+)
 from worker.reply.transports import translate_smtp
 from worker.tasks import thread_id_from
 
@@ -55,11 +62,14 @@ def test_reply_subject_never_piles_up(subject, expected):
     assert reply_subject(subject) == expected
 
 
-def test_reply_message_id_is_deterministic_and_in_our_domain():
-    """A reply's Message-ID depends only on thread and turn, in the support domain."""
-    first = reply_message_id("t1", 3, "Support <help@acme.test>")
-    assert first == reply_message_id("t1", 3, "Support <help@acme.test>")
-    assert first.endswith("@acme.test>") and first != reply_message_id("t1", 4, "help@acme.test")
+def test_reply_message_id_names_thread_and_turn_with_an_unguessable_tag():
+    """A reply's Message-ID is ours (support domain, thread, turn) plus 64 random bits: two
+    questions of the same thread and turn never share an id a stranger could compute."""
+    tags = {new_reply_tag() for _ in range(50)}
+    assert len(tags) == 50 and all(re.fullmatch(r"[0-9a-f]{16}", tag) for tag in tags)
+    first = reply_message_id("t1", 3, "Support <help@acme.test>", "00aa")
+    assert first == "<triage.t1.3.00aa@acme.test>"
+    assert OUR_REPLY_ID.fullmatch(reply_message_id("t1", 3, "help@acme.test", new_reply_tag()))
 
 
 def test_references_chain_dedupes_and_bounds():

@@ -28,7 +28,12 @@ from worker.decide.decision import Decision
 from worker.decide.outcome import Outcome, OutcomeKind
 from worker.decide.pending import Pending, question_recipient
 from worker.events import Clarification, Classified, Escalated, TokenUsage
-from worker.reply.headers import references_chain, reply_message_id, reply_subject
+from worker.reply.headers import (
+    new_reply_tag,
+    references_chain,
+    reply_message_id,
+    reply_subject,
+)
 from worker.reply.send_guard import check_question
 from worker.state.commit import Commit
 from worker.state.ledger import Charge
@@ -209,7 +214,9 @@ def decision_commit(
     if recipient is None:  # no_question_reason forbade this; a decision must not get here
         raise InvalidDecision("a question was decided for an email with no valid recipient")
     version = snapshot.version + 1
-    message_id = reply_message_id(snapshot.thread_id, version, settings.support_address)
+    message_id = reply_message_id(
+        snapshot.thread_id, version, settings.support_address, new_reply_tag()
+    )
     checked = check_question(decision.question, max_chars=settings.max_question_chars)
     if checked.replaced:
         log.warning("drain.question_replaced", reason=checked.reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from worker.reply.send_guard import plain_one_paragraph, scan
 
@@ -30,9 +31,20 @@ def domain_of(address: str) -> str:
     return address.rsplit("@", 1)[-1].strip(" >") or "localhost"
 
 
-def reply_message_id(thread_id: str, version: int, support_address: str) -> str:
-    """Deterministic, so a redelivered commit or reply task always names the same email."""
-    return f"<triage.{thread_id}.{version}@{domain_of(support_address)}>"
+def reply_message_id(thread_id: str, version: int, support_address: str, tag: str) -> str:
+    """`<triage.{thread}.{version}.{tag}@{our domain}>`, chosen once when the question is planned
+    and committed with it, so a redelivered reply task always names the same email.
+
+    A stranger who knows a thread's first Message-ID can compute its thread id and guess the
+    version, but not the random `tag` (`new_reply_tag`): only someone who received the question
+    can cite it, so a forged delivery report cannot mark another customer's thread bounced.
+    """
+    return f"<triage.{thread_id}.{version}.{tag}@{domain_of(support_address)}>"
+
+
+def new_reply_tag() -> str:
+    """64 random bits for a reply's Message-ID."""
+    return secrets.token_hex(8)
 
 
 def references_chain(existing: list[str], new_ids: list[str]) -> list[str]:
