@@ -11,18 +11,22 @@ attacker-controlled. The rule (docs/replies.md):
    forms send from their own address and put the customer in Reply-To).
 3. Otherwise From. If no address qualifies, there is no recipient and no question is sent.
 
-The registrable domain is worked out offline: the last two labels, or three when the last two
-are a known multi-part public suffix (`co.uk`, `com.au`, ...). The list is short on purpose; a
-suffix it lacks makes two unrelated parties look alike only under that suffix's second level.
+The registrable domain is worked out offline from the Public Suffix List bundled with the
+`publicsuffixlist` package (ICANN and private sections: `example.co.uk`, and `a.github.io` is
+not `b.github.io`'s); upgrading that package refreshes the list.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 from email.utils import getaddresses
 from functools import lru_cache
+
+import idna
+from publicsuffixlist import PublicSuffixList
 
 MAX_ADDRESS = 254
 MAX_LOCAL = 64
@@ -45,49 +49,6 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-#: Second-level public suffixes under which unrelated parties register (a built-in subset of the
-#: Public Suffix List; no network).
-MULTI_PART_SUFFIXES = _words(
-    """
-    co.uk org.uk me.uk ltd.uk plc.uk net.uk sch.uk ac.uk gov.uk nhs.uk police.uk
-    com.au net.au org.au edu.au gov.au asn.au id.au
-    co.nz net.nz org.nz ac.nz govt.nz geek.nz school.nz
-    co.jp ne.jp or.jp ac.jp go.jp gr.jp ed.jp ad.jp lg.jp
-    co.za org.za net.za gov.za ac.za web.za
-    com.br net.br org.br gov.br edu.br
-    com.cn net.cn org.cn gov.cn edu.cn ac.cn
-    com.hk net.hk org.hk edu.hk gov.hk
-    com.tw net.tw org.tw edu.tw gov.tw
-    com.sg net.sg org.sg edu.sg gov.sg
-    com.my net.my org.my edu.my gov.my
-    co.in net.in org.in firm.in gen.in ind.in ac.in edu.in gov.in
-    co.kr or.kr ne.kr ac.kr go.kr
-    co.id or.id ac.id go.id web.id
-    co.il org.il net.il ac.il gov.il
-    co.th in.th ac.th go.th or.th
-    com.mx net.mx org.mx gob.mx edu.mx
-    com.ar net.ar org.ar gob.ar
-    com.co net.co org.co gov.co
-    com.pe net.pe org.pe gob.pe
-    com.tr net.tr org.tr gov.tr edu.tr
-    com.ua net.ua org.ua gov.ua
-    com.pl net.pl org.pl
-    com.ph net.ph org.ph gov.ph
-    com.vn net.vn org.vn gov.vn
-    com.pk net.pk org.pk gov.pk
-    com.ng org.ng gov.ng
-    co.ke or.ke go.ke
-    com.eg org.eg gov.eg
-    com.sa net.sa org.sa gov.sa
-    co.at or.at gv.at
-    com.es org.es nom.es
-    com.gr org.gr gov.gr
-    com.pt org.pt gov.pt
-    co.hu org.hu
-    com.ru net.ru org.ru
-    """
-)
-
 #: Mail providers whose users are unrelated people: the same domain proves nothing there.
 SHARED_PROVIDERS = _words(
     """
@@ -97,6 +58,8 @@ SHARED_PROVIDERS = _words(
     gmx.de gmx.net gmx.com web.de t-online.de mail.com mail.ru yandex.ru yandex.com
     qq.com 163.com 126.com naver.com zoho.com fastmail.com hey.com free.fr orange.fr laposte.net
     btinternet.com comcast.net verizon.net att.net sbcglobal.net
+    hotmail.fr hotmail.de hotmail.it hotmail.es outlook.fr outlook.de live.fr live.de live.co.uk
+    yahoo.es yahoo.it yahoo.co.jp yahoo.com.br onmicrosoft.com
     """
 )
 
@@ -126,14 +89,8 @@ def valid_address(value: str | None) -> str | None:
     local, at, domain = address.rpartition("@")
     if not at or not local or len(local) > MAX_LOCAL or not _LOCAL.fullmatch(local):
         return None
-    try:
-        written = domain.rstrip(".").lower()
-        ascii_domain = written.encode("idna").decode("ascii").lower()
-        # IDNA 2003 maps some characters away (ß -> ss, zero-width joiners dropped): a domain
-        # that does not come back as written would be judged as another domain than its own.
-        if ascii_domain != written and ascii_domain.encode("ascii").decode("idna") != written:
-            return None
-    except UnicodeError:
+    ascii_domain = _ascii_domain(domain)
+    if ascii_domain is None:
         return None
     labels = ascii_domain.split(".")
     if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
@@ -145,11 +102,35 @@ def valid_address(value: str | None) -> str | None:
     return result if len(result) <= MAX_ADDRESS else None
 
 
+def _ascii_domain(domain: str) -> str | None:
+    """The domain in lower-case ASCII (an IDN as punycode, by IDNA 2008 with UTS #46 mapping),
+    or None when it is not a domain or would come back as another one."""
+    written = unicodedata.normalize("NFC", domain.rstrip(".").lower())
+    if written.isascii():
+        return written
+    try:
+        ascii_domain = idna.encode(written, uts46=True).decode("ascii")
+        # Mapping may drop or replace characters (a soft hyphen, a zero-width joiner; IDNA 2003
+        # made "ß" "ss"): a domain that does not come back as written is judged as another.
+        if idna.decode(ascii_domain) != written:
+            return None
+    except (idna.IDNAError, UnicodeError):
+        return None
+    return ascii_domain
+
+
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    """The list bundled with the package (about 60 ms to load, once; never the network)."""
+    return PublicSuffixList()
+
+
+@lru_cache(maxsize=4096)
 def registrable_domain(domain: str) -> str:
-    """The part of `domain` one party registers: `mail.example.co.uk` -> `example.co.uk`."""
-    labels = domain.lower().rstrip(".").split(".")
-    keep = 3 if ".".join(labels[-2:]) in MULTI_PART_SUFFIXES else 2
-    return ".".join(labels[-keep:])
+    """The part of `domain` one party registers: `mail.example.co.uk` -> `example.co.uk`; a
+    public suffix itself (`co.uk`, `github.io`) is its own."""
+    name = domain.lower().rstrip(".")
+    return _public_suffixes().privatesuffix(name) or name
 
 
 def _domain(address: str) -> str:

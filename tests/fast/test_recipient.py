@@ -84,10 +84,16 @@ def test_idn_domains_come_back_as_punycode():
     assert valid_address("dana@xn--bcher-kva.example") == "dana@xn--bcher-kva.example"
 
 
-@pytest.mark.parametrize("domain", ["stra\u00dfe.de", "ac\u200dme.example", "ac\u00admme.example"])
+@pytest.mark.parametrize("domain", ["ac\u200dme.example", "ac\u00admme.example"])
 def test_a_domain_that_idna_would_map_to_another_is_not_an_address(domain):
-    """ß -> ss, a dropped zero-width joiner or soft hyphen: it would pass for another domain."""
+    """A dropped zero-width joiner or soft hyphen: it would pass for another domain."""
     assert valid_address(f"dana@{domain}") is None
+
+
+def test_idna_2008_keeps_sharp_s_its_own_domain():
+    """`straße.de` is its own domain under IDNA 2008 (IDNA 2003 made it `strasse.de`)."""
+    assert valid_address("dana@Stra\u00dfe.de") == "dana@xn--strae-oqa.de"
+    assert valid_address("dana@strasse.de") == "dana@strasse.de"
 
 
 @pytest.mark.parametrize(
@@ -98,11 +104,23 @@ def test_a_domain_that_idna_would_map_to_another_is_not_an_address(domain):
         ("example.co.uk", "example.co.uk"),
         ("a.b.example.com.au", "example.com.au"),
         ("co.uk", "co.uk"),
+        ("mail.shop.co.ae", "shop.co.ae"),
+        ("victim.github.io", "victim.github.io"),
+        ("github.io", "github.io"),
+        ("a.b.c.kawasaki.jp", "b.c.kawasaki.jp"),
+        ("Mail.Acme.TEST.", "acme.test"),
     ],
 )
-def test_registrable_domain_knows_multi_part_suffixes(domain, registrable):
-    """`co.uk`-style suffixes keep three labels, everything else two."""
+def test_registrable_domain_follows_the_public_suffix_list(domain, registrable):
+    """ICANN and private suffixes of the bundled list, wildcards included; unknown TLDs keep two
+    labels."""
     assert registrable_domain(domain) == registrable
+
+
+def test_reply_to_under_a_private_suffix_is_another_party():
+    """`a.github.io` and `b.github.io` are registered by different people: From is used."""
+    chosen = choose_recipient("bad@attacker.github.io", "victim@victim.github.io")
+    assert chosen == Recipient("bad@attacker.github.io", REPLY_TO_OTHER_DOMAIN)
 
 
 def test_form_relay_senders_setting_is_a_comma_separated_list():

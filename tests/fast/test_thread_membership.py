@@ -116,16 +116,16 @@ def test_a_forged_from_with_the_forgers_reply_to_is_refused(r, in_process):
     """From forged as the customer, Reply-To a same-domain stranger: the next question would go
     to the stranger, so the email may not join (the forged From alone would)."""
     world = in_process()
-    thread, question = victim_thread(world, sender="dana@hotmail.fr")
+    thread, question = victim_thread(world, sender="dana@corp.example")
     forged = make_email(
-        "<forged-1@hotmail.fr>",
+        "<forged-1@corp.example>",
         SEED_REPLY,
-        sender="dana@hotmail.fr",
-        headers={"Reply-To": "eve@hotmail.fr"},
+        sender="dana@corp.example",
+        headers={"Reply-To": "eve@corp.example"},
         in_reply_to=question.message_id,
     )
     assert world.submit(forged) != thread
-    assert world.submit(answer(question, "dana@hotmail.fr")) == thread
+    assert world.submit(answer(question, "dana@corp.example")) == thread
 
 
 def test_the_customers_reply_all_joins_the_first_cited_thread_that_admits_her(r, in_process):
