@@ -49,7 +49,8 @@ MODE_JOIN_REFUSED = "join_refused"
 MAX_CITED_THREADS = 3
 #: Participants outlive the thread's other keys, so a thread never looks older than it is.
 PARTICIPANTS_MARGIN_SECONDS = 86400
-#: A bounce of one of our replies whose thread is gone (expired): dead-lettered.
+#: A bounce naming a reply id of ours that is not indexed (expired, or guessed), or whose thread is
+#: gone: dead-lettered, no thread touched.
 STATUS_BOUNCE_UNKNOWN = "bounce_unknown_thread"
 
 
