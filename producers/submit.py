@@ -29,7 +29,7 @@ import redis
 import structlog
 
 from common import keys
-from common.contract import STATUS_REPLY_BOUNCED, EmailPayload
+from common.contract import STATUS_AWAITING, STATUS_REPLY_BOUNCED, EmailPayload
 from common.publish import TaskPublisher
 from common.settings import Settings
 from producers import scripts
@@ -306,6 +306,7 @@ class Submitter:
                         sender,
                         ttl,
                         STATUS_REPLY_BOUNCED,
+                        STATUS_AWAITING,
                     ],
                     client=pipe,
                 )

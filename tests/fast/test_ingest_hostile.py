@@ -530,6 +530,22 @@ def test_a_bounce_of_our_reply_marks_its_thread_and_is_not_triaged(r, state_url)
     assert letters(r) == []
 
 
+def test_a_late_bounce_of_a_decided_thread_is_recorded_without_undeciding_it(r, state_url):
+    """A report that comes after the thread was classified records the bounce on the thread but
+    leaves its status: downstream already acted on the classification."""
+    enqueuer = make_enqueuer(state_url, r)
+    [first] = outcomes(enqueuer, email("<late-root@example.org>"))
+    assert isinstance(first, Submitted)
+    ours = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
+    r.set(keys.message_index(ours), first.thread_id)
+    r.hset(keys.thread_meta(first.thread_id), mapping={"status": "classified", "version": 3})
+    [bounce] = outcomes(enqueuer, dsn(ours))
+    assert isinstance(bounce, Submitted) and bounce.status == "reply_bounced"
+    meta = {k.decode(): v.decode() for k, v in r.hgetall(keys.thread_meta(first.thread_id)).items()}
+    assert meta["status"] == "classified"
+    assert meta["bounce_status"] == "5.1.1" and meta["bounced_message_id"] == ours
+
+
 def test_a_delay_warning_about_our_reply_leaves_the_thread_alone(r, state_url):
     """A 4.x.x "delayed" report is no bounce: the thread is not marked (a flagged email)."""
     enqueuer = make_enqueuer(state_url, r)
