@@ -408,7 +408,7 @@ class Submitter:
                 "that we have no record of (its thread expired, or the id was guessed)"
                 if not thread
                 else f"{STATUS_BOUNCE_UNKNOWN}: the report returns our reply {bounced_id}, "
-                f"whose thread {thread} no longer exists"
+                f"whose thread {thread} has expired or been packed since it was decided"
             )
         log.info(
             "enqueue.reply_bounced",
