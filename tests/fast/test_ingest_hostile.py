@@ -508,25 +508,37 @@ def dsn(returned_id: str, status: bytes = b"5.1.1", action: bytes = b"failed") -
     )
 
 
+def asked(enqueuer: Enqueuer, r: redis.Redis, root: str, status: str) -> tuple[str, str]:
+    """A thread of one email and the Message-ID of our question to it, as the worker's commit
+    records them: (thread id, our reply's Message-ID)."""
+    [first] = outcomes(enqueuer, email(root))
+    assert isinstance(first, Submitted)
+    ours = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
+    r.set(keys.message_index(ours), first.thread_id)
+    r.hset(keys.thread_meta(first.thread_id), mapping={"status": status, "version": 1})
+    if status == "awaiting_customer":
+        r.zadd(keys.AWAITING, {first.thread_id: time.time()})
+    return first.thread_id, ours
+
+
+def thread_meta(r: redis.Redis, thread_id: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in r.hgetall(keys.thread_meta(thread_id)).items()}
+
+
 def test_a_bounce_of_our_reply_marks_its_thread_and_is_not_triaged(r, state_url):
     """A DSN returning one of our replies sets `reply_bounced` + the status, and no inbox entry."""
     enqueuer = make_enqueuer(state_url, r)
-    [first] = outcomes(enqueuer, email("<root2@example.org>"))
-    assert isinstance(first, Submitted)
-    ours = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
-    r.set(keys.message_index(ours), first.thread_id)  # what the worker's commit records
-    r.hset(keys.thread_meta(first.thread_id), mapping={"status": "awaiting_customer", "version": 1})
-    r.zadd(keys.AWAITING, {first.thread_id: time.time()})
-    r.delete(keys.thread_inbox(first.thread_id))  # drained
+    thread_id, ours = asked(enqueuer, r, "<root2@example.org>", "awaiting_customer")
+    r.delete(keys.thread_inbox(thread_id))  # drained
     [bounce, again] = outcomes(enqueuer, dsn(ours), dsn(ours))
     assert isinstance(bounce, Submitted) and bounce.status == "reply_bounced"
-    assert bounce.thread_id == first.thread_id and bounce.bounce_status == "5.1.1"
+    assert bounce.thread_id == thread_id and bounce.bounce_status == "5.1.1"
     assert isinstance(again, Submitted) and again.status == "duplicate"
-    meta = {k.decode(): v.decode() for k, v in r.hgetall(keys.thread_meta(first.thread_id)).items()}
+    meta = thread_meta(r, thread_id)
     assert meta["status"] == "reply_bounced" and meta["bounce_status"] == "5.1.1"
     assert meta["bounced_message_id"] == ours
-    assert r.zscore(keys.AWAITING, first.thread_id) is None
-    assert r.llen(keys.thread_inbox(first.thread_id)) == 0
+    assert r.zscore(keys.AWAITING, thread_id) is None
+    assert r.llen(keys.thread_inbox(thread_id)) == 0
     assert letters(r) == []
 
 
@@ -534,14 +546,10 @@ def test_a_late_bounce_of_a_decided_thread_is_recorded_without_undeciding_it(r, 
     """A report that comes after the thread was classified records the bounce on the thread but
     leaves its status: downstream already acted on the classification."""
     enqueuer = make_enqueuer(state_url, r)
-    [first] = outcomes(enqueuer, email("<late-root@example.org>"))
-    assert isinstance(first, Submitted)
-    ours = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
-    r.set(keys.message_index(ours), first.thread_id)
-    r.hset(keys.thread_meta(first.thread_id), mapping={"status": "classified", "version": 3})
+    thread_id, ours = asked(enqueuer, r, "<late-root@example.org>", "classified")
     [bounce] = outcomes(enqueuer, dsn(ours))
     assert isinstance(bounce, Submitted) and bounce.status == "reply_bounced"
-    meta = {k.decode(): v.decode() for k, v in r.hgetall(keys.thread_meta(first.thread_id)).items()}
+    meta = thread_meta(r, thread_id)
     assert meta["status"] == "classified"
     assert meta["bounce_status"] == "5.1.1" and meta["bounced_message_id"] == ours
 
@@ -577,18 +585,13 @@ def test_a_forged_bounce_of_a_guessed_reply_id_leaves_the_thread_alone(r, state_
     """A stranger who knows a thread's first Message-ID computes its thread id and version but
     not our reply's tag: the forged report is dead-lettered and the thread stays awaiting."""
     enqueuer = make_enqueuer(state_url, r)
-    [first] = outcomes(enqueuer, email("<victim-root@example.org>"))
-    assert isinstance(first, Submitted)
-    sent = f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>"
-    r.set(keys.message_index(sent), first.thread_id)
-    r.hset(keys.thread_meta(first.thread_id), mapping={"status": "awaiting_customer", "version": 1})
-    r.zadd(keys.AWAITING, {first.thread_id: time.time()})
-    guesses = [f"<triage.{first.thread_id}.1@example.com>"]
-    guesses += [f"<triage.{first.thread_id}.1.{new_reply_tag()}@example.com>" for _ in range(3)]
+    thread_id, _ = asked(enqueuer, r, "<victim-root@example.org>", "awaiting_customer")
+    guesses = [f"<triage.{thread_id}.1@example.com>"]
+    guesses += [f"<triage.{thread_id}.1.{new_reply_tag()}@example.com>" for _ in range(3)]
     results = outcomes(enqueuer, *(dsn(guess) for guess in guesses))
     assert all(isinstance(x, Rejected) and x.reason == "bounce_unknown_thread" for x in results)
-    assert r.hget(keys.thread_meta(first.thread_id), "status") == b"awaiting_customer"
-    assert r.zscore(keys.AWAITING, first.thread_id) is not None
+    assert thread_meta(r, thread_id)["status"] == "awaiting_customer"
+    assert r.zscore(keys.AWAITING, thread_id) is not None
     assert [reason for reason, _ in letters(r)] == ["bounce_unknown_thread"] * 4
 
 
