@@ -30,6 +30,8 @@ from publicsuffixlist import PublicSuffixList
 
 MAX_ADDRESS = 254
 MAX_LOCAL = 64
+#: Comments in one address value read at most (`dana@example.org (Dana)` has one).
+MAX_COMMENTS = 8
 
 # Recipient reasons.
 FROM = "from"
@@ -79,6 +81,8 @@ def valid_address(value: str | None) -> str | None:
     if not value or len(value) > 4 * MAX_ADDRESS or any(ord(ch) < 32 for ch in value):
         return None
     if "\u2028" in value or "\u2029" in value or "\x7f" in value or "\x85" in value:
+        return None
+    if value.count("(") > MAX_COMMENTS:  # the standard library reads comments recursively
         return None
     parsed = getaddresses([value])
     if len(parsed) != 1:

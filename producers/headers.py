@@ -14,6 +14,8 @@ import binascii
 import hashlib
 import re
 
+from common.recipient import valid_address
+
 #: Cut-off marker for a header value decoded only in part (too many encoded words).
 ELLIPSIS = " […]"
 #: Longest Message-ID kept as written (RFC 5322 lines are at most 998 characters).
@@ -263,6 +265,34 @@ def first_address(value: str) -> tuple[str, str]:
         return "", angle.group(1)
     bare = _BARE_ADDR.search(value)
     return ("", bare.group(0)) if bare else ("", "")
+
+
+#: Characters of a From kept as written when it is no single address (`sender_address`).
+MAX_UNREAD_SENDER = 512
+
+
+def sender_address(values: list[str]) -> str:
+    """The address of the email's one sender, when there is exactly one From header naming
+    exactly one mailbox that this tokeniser and the standard library's parser (through
+    `common.recipient.valid_address`) read alike; "" when no address can be found at all.
+
+    Otherwise the header as written (cleaned, bounded), which is no address: the email is still
+    triaged, but is asked nothing and joins no thread by citing it. Where two readings differ,
+    a receiving MTA's DMARC check and we would judge different senders: `"victim@bank.com"@evil
+    .com`, `victim@bank.com@evil.com` or `<victim@bank.com>@evil.com` pass DMARC for evil.com,
+    and a question to the address inside would relay the attacker's email to the victim.
+    """
+    found = [address for _, address in (first_address(value) for value in values) if address]
+    if not found:
+        return ""
+    written = clean(", ".join(values))[:MAX_UNREAD_SENDER]
+    if len(values) != 1:
+        return written
+    pairs, _ = addresses(values[0], 2)
+    if len(pairs) != 1 or not pairs[0][1]:
+        return written
+    agreed = valid_address(pairs[0][1])
+    return pairs[0][1] if agreed and valid_address(clean(values[0])) == agreed else written
 
 
 def _normal_id(inner: str) -> str | None:

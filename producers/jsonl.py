@@ -94,7 +94,7 @@ def parse_record(line: bytes | str, limits: ParseLimits | None = None) -> Parsed
         record = JsonlEmail.model_validate(data)
     except ValidationError as exc:
         raise EmailParseError(REASON_INVALID_JSONL, _describe(exc)) from None
-    from_addr = h.first_address(record.from_)[1]
+    from_addr = h.sender_address([record.from_])
     if not from_addr:
         raise EmailParseError(REASON_NO_SENDER, "field from: no usable address")
     if record.text is not None and record.text.strip():
@@ -119,7 +119,7 @@ def parse_record(line: bytes | str, limits: ParseLimits | None = None) -> Parsed
         reply=reply,
         notes=[],
     )
-    reply_to = h.first_address(record.reply_to)[1] if record.reply_to else None
+    reply_to = h.sender_address([record.reply_to]) or None if record.reply_to else None
     to = [addr for addr in (h.first_address(item)[1] for item in record.to) if addr]
     if len(to) > limits.max_addresses:
         to = to[: limits.max_addresses]

@@ -181,7 +181,7 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
     if not any(name in top for name in EMAIL_HEADERS):
         raise EmailParseError(REASON_NOT_AN_EMAIL, "no email headers (From, Subject, Date, …)")
     notes: list[str] = []
-    _, from_addr = h.first_address(top.get("from") or "")
+    from_addr = h.sender_address(top.get_all("from"))
     if not from_addr:
         raise EmailParseError(REASON_NO_SENDER, "the email has no usable From address")
     reply_to = _addresses(top, "reply-to", 1, notes)

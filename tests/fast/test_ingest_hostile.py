@@ -17,6 +17,7 @@ from helpers import make_enqueuer, message, raw_email
 from common import keys
 from common.contract import EmailPayload
 from common.deadletters import DeadLetterStream
+from common.recipient import choose_recipient
 from producers.enqueue import Enqueuer, Rejected
 from producers.parse import ParseLimits, parse_email
 from producers.sources import Item
@@ -99,6 +100,11 @@ FAILURE_CLASSES = {
 }
 
 
+#: Froms that the tokeniser and the standard library's parser read differently (an unfinished
+#: group, an unclosed comment): `producers.headers.sender_address` keeps them as written.
+FROM_READ_TWO_WAYS = {"encoded CR/LF in the From display name", "100,000 '(' in From"}
+
+
 @pytest.mark.parametrize("name", list(FAILURE_CLASSES))
 def test_each_failure_class_is_enqueued_and_the_batch_goes_on(r, state_url, name):
     """Each email that used to abort a run is enqueued, and the email after it is too."""
@@ -113,7 +119,12 @@ def test_each_failure_class_is_enqueued_and_the_batch_goes_on(r, state_url, name
     hostile = results[1]
     assert isinstance(hostile, Submitted)
     [payload] = inbox(r, hostile.thread_id)
-    assert payload.from_addr == "dana@example.org"
+    if name in FROM_READ_TWO_WAYS:  # kept as written (bounded): no address a question goes to
+        assert payload.from_addr != "dana@example.org" and len(payload.from_addr) <= 512
+        assert "\n" not in payload.from_addr and "\r" not in payload.from_addr
+        assert choose_recipient(payload.from_addr, None).address is None
+    else:
+        assert payload.from_addr == "dana@example.org"
     assert "\n" not in payload.subject and "\r" not in payload.subject
     assert letters(r) == []
 
@@ -121,7 +132,8 @@ def test_each_failure_class_is_enqueued_and_the_batch_goes_on(r, state_url, name
 def test_the_decoded_display_name_cannot_inject_a_header(r, state_url):
     """An encoded CR/LF in a display name never becomes a line break anywhere in the payload."""
     parsed = parse_email(FAILURE_CLASSES["encoded CR/LF in the From display name"])
-    assert parsed.from_addr == "dana@example.org" and parsed.to == ["support@example.com"]
+    assert "\r" not in parsed.from_addr and "\n" not in parsed.from_addr
+    assert parsed.to == ["support@example.com"]
 
 
 def test_deep_nesting_says_what_was_not_read():

@@ -11,6 +11,7 @@ from helpers import SEED_FIRST, make_email
 
 from common import keys
 from common.contract import EmailPayload
+from common.recipient import REPLY_TO_INVALID, Recipient, choose_recipient
 from emulator.config import FaultRule
 from worker.reply.send_guard import SAFE_QUESTION
 
@@ -94,3 +95,58 @@ def test_reply_to_in_the_senders_own_domain_is_honoured(r, world):
     step.drain(submit(raw))
     [reply] = published.replies
     assert reply.to == "orders@mail.shop.example.co.uk"
+
+
+def raw_from(from_value: str, message_id: str, extra: str = "") -> bytes:
+    """An email whose From header is exactly `from_value` (no mail library to tidy it)."""
+    head = f"From: {from_value}\r\nTo: support@example.com\r\nSubject: Help\r\n"
+    head += f"Message-ID: {message_id}\r\n{extra}MIME-Version: 1.0\r\n"
+    return (head + "Content-Type: text/plain\r\n\r\n" + SEED_FIRST + "\r\n").encode()
+
+
+AMBIGUOUS_FROM = [
+    '"victim@bank.example"@evil.example',
+    "victim@bank.example@evil.example",
+    "<victim@bank.example>@evil.example",
+    "(victim@bank.example) <notanaddress>",
+    '"a<victim@bank.example>"@evil.example',
+    "victim@bank.example\\@evil.example",
+    '"victim@bank.example" <@evil.example>',
+    "victim@bank.example, mallory@evil.example",
+    "victim@bank.example\r\nFrom: mallory@evil.example",
+]
+
+
+@pytest.mark.parametrize("from_value", AMBIGUOUS_FROM)
+def test_a_from_that_parsers_read_differently_gets_no_question(r, world, from_value):
+    """A From whose address a DMARC check would read as the attacker's domain, two mailboxes or
+    two From headers: the email is triaged and kept, but the address inside gets nothing."""
+    step, submit, published = world()
+    thread_id = submit(raw_from(from_value, "<amb-1@evil.example>"))
+    step.drain(thread_id)
+    assert published.replies == []
+    [event] = [json.loads(f[b"payload"]) for _, f in r.xrange(keys.EVENTS)]
+    assert event["type"] == "classified" and event["no_question_reason"] == "recipient:from_invalid"
+
+
+def test_a_from_that_parsers_read_differently_joins_no_thread(r, world):
+    """Citing the victim's email with `"victim@…"@evil` as From: a thread of its own."""
+    _, submit, _ = world()
+    victim = submit(raw_from("Victim <victim@bank.example>", "<victim-1@bank.example>"))
+    cites = "In-Reply-To: <victim-1@bank.example>\r\n"
+    forged = submit(raw_from('"victim@bank.example"@evil.example', "<amb-2@evil.example>", cites))
+    assert forged != victim
+
+
+def test_a_json_record_from_is_read_as_strictly_as_a_header():
+    """A JSONL/webhook record (Postmark's FromFull.Email) gets the same strict reading, and a
+    Reply-To read two ways is no Reply-To address."""
+    from producers.jsonl import parse_record
+
+    record = {"from": '"victim@bank.example"@evil.example', "subject": "Hi", "text": "Help"}
+    assert parse_record(json.dumps(record)).from_addr == '"victim@bank.example"@evil.example'
+    record |= {"from": "forms@formhost.example", "reply_to": '"victim@bank.example"@evil.example'}
+    parsed = parse_record(json.dumps(record))
+    assert parsed.from_addr == "forms@formhost.example"
+    chosen = choose_recipient(parsed.from_addr, parsed.reply_to, ["forms@formhost.example"])
+    assert chosen == Recipient("forms@formhost.example", REPLY_TO_INVALID)
