@@ -21,8 +21,15 @@ import structlog
 from common.settings import Settings
 
 REDACTED = "<address>"
-#: Bounded parts keep the search linear in the length of the text.
-_ADDRESS = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+#: Bounded parts keep the search linear in the length of the text. The local part takes every
+#: character a dot-atom may hold (`a=b@`; an apostrophe only inside, `o'brien@`, so a quoted
+#: `'dana@…'` keeps its quote); the domain any number of labels or an address literal. A host
+#: without a dot (`celery@worker-1`, Celery's node names) is kept.
+_ATOM = r"[\w.!#$%&*+/=?^`{|}~-]{1,64}+"  # possessive: no backtracking into it
+_ADDRESS = re.compile(
+    rf"{_ATOM}(?:'{_ATOM}){{0,3}}@"
+    r"(?:\[[0-9A-Za-z:.]{1,45}\]|[\w-]{1,63}(?:\.[\w-]{1,63}){1,126})"
+)
 #: Fields holding Message-IDs (`<local@domain>`): they look like addresses and are not.
 _MESSAGE_ID_FIELDS = frozenset(
     {"email_ids", "message_id", "reply_message_id", "in_reply_to", "references"}

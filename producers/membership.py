@@ -10,11 +10,11 @@ The participants of a thread are, for every email accepted into it, its From and
 question about it would go to (`common.recipient.choose_recipient`: From, a same-domain Reply-To,
 or the customer behind a form relay), so the customer's answer to our question always joins;
 and the registrable domains of both, except shared providers (two gmail.com mailboxes are two
-people). With `TRIAGE_THREAD_JOIN_SAME_DOMAIN` (on by default) a sender of a participant's
-domain may join too: a colleague taking the conversation over. A contact form's mail counts as
-its customer's (Reply-To): the form's own address takes part in no thread, or anyone forging
-it could join every form thread. Members are stored as digests (`a:` address, `d:` domain), never
-as addresses.
+people). With `TRIAGE_THREAD_JOIN_SAME_DOMAIN` (off by default: the shared-provider list is
+short) a sender of a participant's domain may join too: a colleague taking the conversation
+over. A contact form's mail counts as its customer's (Reply-To): the form's own address takes
+part in no thread, or anyone forging it could join every form thread. Members are stored as
+digests (`a:` address, `d:` domain), never as addresses.
 """
 
 from __future__ import annotations

@@ -122,6 +122,26 @@ def test_log_lines_lose_addresses_but_keep_message_ids():
     assert redact_addresses("a" * 200_000 + "@") == "a" * 200_000 + "@"
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "o'brien@example.com",
+        "a=b@example.com",
+        "a|b@example.com",
+        "a/b@example.com",
+        "x#y@example.com",
+        "a{b}c@example.com",
+        "user@[10.0.0.1]",
+        "dana@a.b.c.d.e.f.g.h.i.j.example.com",
+    ],
+)
+def test_every_address_a_question_could_reach_is_redacted_whole(address):
+    """Whatever a dot-atom local part may hold, any number of labels, an address literal: no
+    prefix or tail of the address is left in the line."""
+    assert redact_addresses(f"550 <{address}>: unknown") == "550 <<address>>: unknown"
+    assert redact_addresses("celery@worker-1 ready") == "celery@worker-1 ready"
+
+
 def test_a_failed_reply_is_dead_lettered_by_id_and_never_re_published(r):
     """The dead letter names the reply only; it leaves the pending set, so no sweep re-sends it."""
     reply = reply_task(decided_at=time.time() - 3600)
