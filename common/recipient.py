@@ -106,6 +106,25 @@ def valid_address(value: str | None) -> str | None:
     return result if len(result) <= MAX_ADDRESS else None
 
 
+#: Providers that ignore dots in the local part (`d.ana@gmail.com` is `dana@gmail.com`).
+_DOTLESS_PROVIDERS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox(address: str) -> str:
+    """The mailbox an address delivers to, as far as can be told from outside, for counting
+    what one person receives: lower-case, without a `+tag` (sub-addressing, which most
+    providers deliver to the same mailbox) and, at Gmail, without dots. Over-merging two
+    mailboxes only makes a limit stricter; under-merging would let `victim+1@`, `victim+2@`...
+    each get their own daily budget."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    if not local:
+        return address.strip().lower()
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_PROVIDERS:
+        local, domain = local.replace(".", "") or local, _DOTLESS_PROVIDERS[domain]
+    return f"{local}@{domain}"
+
+
 def _ascii_domain(domain: str) -> str | None:
     """The domain in lower-case ASCII (an IDN as punycode, by IDNA 2008 with UTS #46 mapping),
     or None when it is not a domain or would come back as another one."""

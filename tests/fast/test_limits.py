@@ -14,6 +14,7 @@ import redis
 from helpers import SEED_FIRST, api_requests, make_email
 
 from common import keys
+from common.recipient import mailbox
 from worker.decide.limits import quotes_our_question, subject_loop
 from worker.decide.outcome import Outcome, OutcomeKind
 
@@ -72,6 +73,33 @@ def test_a_burst_of_vague_emails_to_one_victim_gets_three_questions_at_most(r, w
     assert {reply.to for reply in published.replies} == {"dana@example.org"}
     later = [e for e in events(r) if e["type"] == "classified"]
     assert len(later) == 7 and {e["no_question_reason"] for e in later} == {"recipient_daily_limit"}
+
+
+def test_sub_addresses_and_gmail_dots_share_one_daily_budget(r, world):
+    """`victim+1@`, `v.ictim+2@`, `VICTIM@googlemail`...: one mailbox, three questions a day."""
+    step, submit, published = world(TRIAGE_LOOP_ANSWER_SECONDS="0")
+    senders = ["victim+1@gmail.com", "v.ictim+2@gmail.com", "VICTIM@googlemail.com"]
+    senders += ["vic.tim@gmail.com", "victim+x.y@gmail.com", "victim@gmail.com"]
+    for i, sender in enumerate(senders):
+        step.drain(submit(make_email(f"<plus-{i}@gmail.com>", SEED_FIRST, sender=sender)))
+    assert len(published.replies) == 3
+    later = [e for e in events(r) if e["type"] == "classified"]
+    assert {e["no_question_reason"] for e in later} == {"recipient_daily_limit"}
+
+
+@pytest.mark.parametrize(
+    ("address", "reached"),
+    [
+        ("Dana+Billing@Example.org", "dana@example.org"),
+        ("d.a.n.a+x@googlemail.com", "dana@gmail.com"),
+        ("d.ana@example.org", "d.ana@example.org"),
+        ("+only@example.org", "+only@example.org"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_the_mailbox_an_address_reaches(address, reached):
+    """Sub-addresses and Gmail's dots fold into one mailbox; other dots and odd forms stay."""
+    assert mailbox(address) == reached
 
 
 def test_an_unlabelled_responder_answering_from_new_threads_gets_one_question(r, world):

@@ -27,6 +27,7 @@ import redis
 
 from common import keys
 from common.contract import EmailPayload
+from common.recipient import mailbox
 from common.settings import Settings
 from worker.decide.pending import no_question_reason, question_recipient
 from worker.state import scripts
@@ -42,8 +43,9 @@ MIN_QUOTED_QUESTION = 40
 
 
 def address_key(address: str) -> str:
-    """A short stable key part for an address (no raw addresses in key names)."""
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:20]
+    """A short stable key part for the mailbox an address reaches (`common.recipient.mailbox`:
+    `victim+1@` and `victim+2@` share one budget); no raw addresses in key names."""
+    return hashlib.sha256(mailbox(address).encode()).hexdigest()[:20]
 
 
 def subject_loop(subject: str) -> bool:
