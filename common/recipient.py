@@ -62,6 +62,30 @@ SHARED_PROVIDERS = _words(
     btinternet.com comcast.net verizon.net att.net sbcglobal.net
     hotmail.fr hotmail.de hotmail.it hotmail.es outlook.fr outlook.de live.fr live.de live.co.uk
     yahoo.es yahoo.it yahoo.co.jp yahoo.com.br onmicrosoft.com
+    yahoo.co.in yahoo.in yahoo.ca yahoo.com.au yahoo.com.mx yahoo.co.id yahoo.com.ar yahoo.com.sg
+    yahoo.com.ph yahoo.com.vn yahoo.gr yahoo.ie yahoo.se yahoo.dk yahoo.no yahoo.pl yahoo.ro
+    yahoo.com.tw yahoo.com.hk yahoo.co.nz yahoo.co.th yahoo.be yahoo.at yahoo.ch yahoo.nl
+    outlook.co.uk outlook.jp outlook.com.br outlook.es outlook.it outlook.in outlook.com.au
+    outlook.be outlook.at outlook.ie outlook.sa outlook.com.ar outlook.cl outlook.dk outlook.sk
+    hotmail.co.jp hotmail.com.br hotmail.ca hotmail.com.ar hotmail.nl hotmail.be hotmail.ch
+    hotmail.se hotmail.no hotmail.dk hotmail.gr hotmail.com.au hotmail.co.nz hotmail.com.mx
+    live.nl live.it live.com.au live.ca live.be live.se live.no live.dk live.com.mx live.ie
+    live.at live.ch live.jp live.cn live.com.ar live.in msn.cn windowslive.com passport.com
+    aol.co.uk aol.de aol.fr aim.com gmx.at gmx.ch gmx.fr gmx.us gmx.co.uk gmx.es gmx.it
+    libero.it virgilio.it tiscali.it alice.it tin.it wp.pl o2.pl interia.pl onet.pl op.pl
+    seznam.cz email.cz centrum.cz bk.ru list.ru inbox.ru rambler.ru ya.ru yandex.ua yandex.by
+    yandex.kz ukr.net i.ua meta.ua abv.bg mail.ee sfr.fr wanadoo.fr neuf.fr bbox.fr
+    numericable.fr freenet.de arcor.de kpnmail.nl ziggo.nl planet.nl home.nl hetnet.nl
+    telenet.be skynet.be bluewin.ch orange.es telefonica.net
+    rediffmail.com sina.com sina.cn sohu.com 139.com 189.cn aliyun.com foxmail.com yeah.net
+    daum.net hanmail.net nate.com kakao.com protonmail.ch tuta.com tutanota.de tutamail.com
+    keemail.me mailbox.org posteo.de posteo.net hushmail.com lycos.com zohomail.com zoho.eu
+    email.com usa.com post.com consultant.com cox.net charter.net earthlink.net optonline.net
+    frontier.com windstream.net rr.com juno.com netzero.net bigpond.com bigpond.net.au
+    optusnet.com.au sky.com virginmedia.com ntlworld.com talktalk.net blueyonder.co.uk
+    shaw.ca rogers.com sympatico.ca videotron.ca telus.net uol.com.br bol.com.br terra.com.br
+    ig.com.br duck.com mozmail.com simplelogin.com simplelogin.co anonaddy.com addy.io
+    appleid.com
     """
 )
 

@@ -118,6 +118,23 @@ def test_registrable_domain_follows_the_public_suffix_list(domain, registrable):
     assert registrable_domain(domain) == registrable
 
 
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "libero.it",
+        "yahoo.co.in",
+        "outlook.co.uk",
+        "seznam.cz",
+        "duck.com",
+        "privaterelay.appleid.com",
+    ],
+)
+def test_regional_and_relay_mail_providers_are_shared(domain):
+    """Two mailboxes at a regional provider or a forwarding service are two people."""
+    chosen = choose_recipient(f"mallory@{domain}", f"victim@{domain}")
+    assert chosen == Recipient(f"mallory@{domain}", REPLY_TO_SHARED_PROVIDER)
+
+
 def test_reply_to_under_a_private_suffix_is_another_party():
     """`a.github.io` and `b.github.io` are registered by different people: From is used."""
     chosen = choose_recipient("bad@attacker.github.io", "victim@victim.github.io")
