@@ -272,9 +272,10 @@ MAX_UNREAD_SENDER = 512
 
 
 def sender_address(values: list[str]) -> str:
-    """The address of the email's one sender, when there is exactly one From header naming
-    exactly one mailbox that this tokeniser and the standard library's parser (through
-    `common.recipient.valid_address`) read alike; "" when no address can be found at all.
+    """The address of the email's one sender (`values`: its From headers; Reply-To is read the
+    same way), when there is exactly one header naming exactly one mailbox that this tokeniser
+    and the standard library's parser (through `common.recipient.valid_address`) read alike;
+    "" when no address can be found at all.
 
     Otherwise the header as written (cleaned, bounded), which is no address: the email is still
     triaged, but is asked nothing and joins no thread by citing it. Where two readings differ,

@@ -184,7 +184,7 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
     from_addr = h.sender_address(top.get_all("from"))
     if not from_addr:
         raise EmailParseError(REASON_NO_SENDER, "the email has no usable From address")
-    reply_to = _addresses(top, "reply-to", 1, notes)
+    reply_to = h.sender_address(top.get_all("reply-to")) or None  # read as strictly as From
     to = _addresses(top, "to", limits.max_addresses, notes)
     subject, cut = h.decode_words(top.get("subject") or "", limits.max_encoded_words)
     subject, long_subject = bound_subject(subject, limits.max_subject_chars)
@@ -231,7 +231,7 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
     def get(name: str) -> str:
         return h.clean(top.get(name) or "")[:1000]
 
-    recipient = reply_to[0] if reply_to else from_addr
+    recipient = reply_to or from_addr
     content_type = h.content_type(top)[0]
     flags = robot_flags(
         lambda name: subject if name.lower() == "subject" else get(name),
@@ -248,7 +248,7 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
     return ParsedEmail(
         message_id=message_id,
         from_addr=from_addr,
-        reply_to=reply_to[0] if reply_to else None,
+        reply_to=reply_to,
         subject=subject,
         date=date,
         text=text,

@@ -150,3 +150,21 @@ def test_a_json_record_from_is_read_as_strictly_as_a_header():
     assert parsed.from_addr == "forms@formhost.example"
     chosen = choose_recipient(parsed.from_addr, parsed.reply_to, ["forms@formhost.example"])
     assert chosen == Recipient("forms@formhost.example", REPLY_TO_INVALID)
+
+
+@pytest.mark.parametrize(
+    "reply_to",
+    [
+        "orders@example.org, victim@bank.example",
+        '"victim@bank.example"@example.org',
+        "victim@bank.example@example.org",
+    ],
+)
+def test_a_reply_to_read_two_ways_is_no_reply_to(r, world, reply_to):
+    """A Reply-To list (even one led by a same-domain address) or a value two parsers read
+    differently is no Reply-To: the question goes to From (docs/replies.md)."""
+    step, submit, published = world()
+    extra = f"Reply-To: {reply_to}\r\n"
+    step.drain(submit(raw_from("Dana <dana@example.org>", "<rt-1@example.org>", extra)))
+    [reply] = published.replies
+    assert reply.to == "dana@example.org"
