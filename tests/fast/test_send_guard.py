@@ -179,3 +179,273 @@ def test_guard_is_linear_on_a_200000_character_input(text):
 def test_reply_subject_is_one_safe_line(subject, expected):
     """The subject we send is one bounded line and carries nothing the send guard refuses."""
     assert reply_subject(subject) == expected
+
+
+LDQ, RDQ, LSQ, RSQ = "\u201c", "\u201d", "\u2018", "\u2019"
+EM, EN = "\u2014", "\u2013"
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        (f"Please log in at {LDQ}secure-paypal.com{RDQ} to continue", "domain"),
+        (f"Is it {LSQ}secure-paypal.com{RSQ}?", "domain"),
+        ("Is it \u00absecure-paypal.com\u00bb?", "domain"),
+        (f"Use secure-paypal.com{EM}it is quick", "domain"),
+        (f"Use secure-paypal.com{EN} it is quick", "domain"),
+        (f"Is it the secure-paypal.com{RSQ}s portal?", "domain"),
+        ("Is it \u300csecure-paypal.com\u300d?", "domain"),
+        ("Use secure-paypal.com\u3001thanks", "domain"),
+        ("\u00bfsecure-paypal.com?", "domain"),
+        ("Use secure-paypal.com\u00a1", "domain"),
+        ("Use secure-paypal.com\u2713", "domain"),
+        ("\u2705secure-paypal.com", "domain"),
+        ("Use secure-paypal.com\U0001f642", "domain"),
+        ("Use secure-paypal.com\u00a7", "domain"),
+        ("Use secure-paypal.com\u00b0", "domain"),
+        ("Use secure-paypal.com\u00ae", "domain"),
+        ("Use secure-paypal.com-now", "domain"),
+        ("Use secure-paypal.com1", "domain"),
+        (f"Please open {LDQ}10.0.0.1{RDQ}", "ip_address"),
+        (f"Open 10.0.0.1{EM}now", "ip_address"),
+        (f"Open 2001:db8::1{EM}now", "ip_address"),
+    ],
+)
+def test_unicode_punctuation_cannot_hide_an_address(question, reason):
+    """Curly quotes, guillemets, dashes, CJK marks and emoji around an address are token edges."""
+    assert scan(question) == reason
+
+
+def test_reply_subject_sees_through_curly_quotes():
+    """A subject quoting a domain in curly quotes gets the generic subject."""
+    subject = f"Action needed: log in at {LDQ}secure-paypal.com{RDQ} to keep your mailbox"
+    assert reply_subject(subject) == "Re: your support request"
+
+
+@pytest.mark.parametrize(
+    "separator",
+    ["\u2013", "\u2014", "\u2011", "\u2012", "\u2212", "\u2043", "~", "_", "*", ":", ",", "\u2022"],
+)
+def test_phone_numbers_with_any_separator_are_caught(separator):
+    """Digit groups split by any dash, minus or other mark still read as a number to call."""
+    assert scan(f"Call 555{separator}123{separator}4567") == "phone_number"
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("Call 6123-4567", "phone_number"),
+        ("Call 2123/4567", "phone_number"),
+        ("Call 2024-2019", "phone_number"),
+        (f"Was it in 2019{EN}2024?", None),
+        ("Was it the 2023/2024 season?", None),
+        ("Is it about order 7731-2209?", None),
+        ("Is it about invoice no. 2025-3381?", None),
+        ("Ist es die Bestellung Nr. 1029-7734?", None),
+    ],
+)
+def test_four_and_four_digits_are_a_phone_unless_years_or_a_named_number(question, reason):
+    """Singapore's "6123-4567" is a phone number; a range of years or an order number is not."""
+    assert scan(question) == reason
+
+
+@pytest.mark.parametrize(
+    "dot",
+    [
+        "\ua4f8",
+        "\u2e33",
+        "\u2e31",
+        "\u2e30",
+        "\u30fb",
+        "\uff65",
+        "\u16eb",
+        "\u0701",
+        "\u0702",
+        "\u05c3",
+        "\u0589",
+        "\u1427",
+        "\u2981",
+        "\u25cf",
+        "\ua60e",
+        "\u0660",
+        "\u06f0",
+        "\u0323",
+        "\u2713",
+        "\u00b0",
+    ],
+)
+def test_dot_lookalikes_are_read_as_dots(dot):
+    """A look-alike dot, or any symbol or combining dot before a common TLD, is a dot."""
+    assert scan(f"Could you check evil{dot}com for us?") == "domain"
+
+
+def test_precomposed_dot_below_is_a_dot_before_a_tld():
+    """An "l" with a dot below between "evi" and "com" reads as "evil.com", not "evilcom"."""
+    assert scan("Could you check evi\u1e37com for us?") == "domain"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Please sign in at secure-paypal. com/login",
+        "Is it bit. ly/abc?",
+        f"Use secure-paypal. com{EM}today",
+        f"Is it the secure-paypal. com{RSQ}s portal?",
+        "Is it secure-paypal. COM?",
+    ],
+)
+def test_spaced_dot_before_a_path_or_punctuation_is_a_domain(question):
+    """A spaced dot ("evil. com") stays a domain when a path, dash or quote follows the TLD."""
+    assert scan(question) == "domain"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["x" * 124 + " Please sign in at evil.com.pdf", "x" * 138 + " 555 123 4567890123456789"],
+    ids=["domain", "phone"],
+)
+def test_reply_subject_is_checked_after_the_cut(subject):
+    """The subject is cut to 150 characters before the guard sees it: the cut cannot make a
+    domain or phone number out of text that passed whole."""
+    assert scan(subject) is None  # whole, it passes
+    assert reply_subject(subject) == "Re: your support request"
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "contrase\u00f1a",
+        "contrasena",
+        "verification-code",
+        "sort-code",
+        "social-security number",
+        "maiden-name",
+        "two-factor code",
+        "2 FA",
+        "O.T.P.",
+        "C.V.V.",
+        "P.I.N.",
+        "S.S.N.",
+        "p i n",
+        "pincode",
+        "sign-on details",
+        "the code we just texted you",
+        "the 6-digit code you received",
+        "the 3-digit number on the back of your card",
+        "card verification value",
+        "seed words",
+        "12-word phrase",
+        "pwd",
+        "pword",
+        "p/w",
+        "username and pass",
+        "Kennwort",
+        "wachtwoord",
+        "senha",
+        "\u043f\u0430\u0440\u043e\u043b\u044c",
+        "\u5bc6\u7801",
+    ],
+)
+def test_credential_requests_in_other_spellings_and_languages(request_text):
+    """Hyphenated, dotted, spaced, paraphrased and foreign credential requests are refused."""
+    assert scan(f"Could you reply with your {request_text}?") == "credential_request"
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("Does localhost:8080 load?", "domain"),
+        ("Does evil:8080 load?", "domain"),
+        ("Is it e v i l . c o m?", "domain"),
+        ("Open h t t p s : / / e v i l . c o m", "link"),
+        ("Open https;//evil please", "link"),
+        ("Is it evil-dot-com?", "domain"),
+        ("Is it evilDOTcom?", "domain"),
+        ("Is it evil period com?", "domain"),
+        ("Call x555-123-4567", "phone_number"),
+        ("Call 555-123-4567a", "phone_number"),
+        ("Call 555-123-4567_1234567", "phone_number"),
+        (f"Call us{EM}tel:+15551234567", "link"),
+    ],
+)
+def test_other_disguises_are_caught(question, reason):
+    """Host and port, spelled-out letters, a broken scheme, "dot" in words, glued phone numbers."""
+    assert scan(question) == reason
+
+
+ORDINARY_QUESTIONS = [
+    f"Could you tell me a bit more about what is going wrong {EM} is it about a payment, a "
+    "delivery, or a technical problem with our product?",
+    f"Which order is it about {EM} the one from 3 March?",
+    "Is it the app or the website?",
+    "Was it charged twice on 2024-03-01?",
+    f"Did it start after the update{EN}or before it?",
+    f"Is it the {LDQ}Premium{RDQ} plan or the {LSQ}Basic{RSQ} one?",
+    f"Was it between 09:00{EN}17:00 on Friday, 31 October 2025 3:12 PM?",
+    "Is it the Q3 2024\u20132025 report, or the $1,500,000 one?",
+    f"Merci. De quelle commande s{RSQ}agit-il ?",
+    f"Est-ce li\u00e9 \u00e0 l{RSQ}info re\u00e7ue jusqu{RSQ}au 3 mars, abonnement "
+    "\u00abPremium\u00bb ?",
+    "\u00bfSe trata del pedido del 3 de marzo o de otro?",
+    f"\u00bfEs un problema con el pago{EM}o con la entrega?",
+    "Obrigado. Com qual cart\u00e3o pagou os 10 \u20ac com desconto?",
+    f"Geht es um die Bestellung vom 3. M\u00e4rz {EN} oder um \u201eeine andere\u201c?",
+    "Czy ka\u017cde zam\u00f3wienie jest dotkni\u0119te?",
+    "Si tratta dell\u2019ordine del 3 marzo o di un altro?",
+    "B\u1ea1n mu\u1ed1n ho\u00e0n ti\u1ec1n hay \u0111\u1ed5i h\u00e0ng?",
+    "\u0420\u0435\u0447\u044c \u043e \u0437\u0430\u043a\u0430\u0437\u0435 \u043e\u0442 3 "
+    f"\u043c\u0430\u0440\u0442\u0430 {EM} \u0438\u043b\u0438 \u043e "
+    "\u0434\u0440\u0443\u0433\u043e\u043c?",
+    "\u300c\u30a2\u30d7\u30ea\u300d\u3068\u300c\u30a6\u30a7\u30d6\u30b5\u30a4\u30c8\u300d\u306e"
+    "\u3069\u3061\u3089\u3067\u3059\u304b\uff1f",
+    "\u3054\u6ce8\u6587\u306f\u3044\u3064\u3067\u3059\u304b\u3002\u30a2\u30d7\u30ea\u30fb"
+    "\u30a6\u30a7\u30d6\u30b5\u30a4\u30c8\u306e\u3069\u3061\u3089\u3067\u3059\u304b\uff1f",
+    "\u8bf7\u95ee\u60a8\u5e0c\u671b\u9000\u6b3e\u8fd8\u662f\u6362\u8d27\uff1f\u662f3\u67083"
+    "\u65e5\u7684\u8ba2\u5355\u5417\uff1f",
+    "\u0647\u0644 \u0627\u0644\u0645\u0634\u0643\u0644\u0629 \u0641\u064a \u0627\u0644\u062a"
+    "\u0637\u0628\u064a\u0642 \u0623\u0645 \u0641\u064a \u0627\u0644\u0645\u0648\u0642\u0639\u061f",
+    "Which discount code did you use, and what error code do you see?",
+]
+
+
+@pytest.mark.parametrize("question", ORDINARY_QUESTIONS)
+def test_ordinary_questions_in_many_languages_pass_unchanged(question):
+    """Dashes, curly quotes, guillemets, CJK brackets and full stops, sentence starts that look
+    like TLDs ("Merci. De", "Obrigado. Com"), dates, times and amounts are sent as written."""
+    assert outcome(check_question(question, None, 500)) == (question, False, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("<a" * 100_000, None),
+        ("[." * 100_000, None),
+        ("[a](" * 50_000, None),
+        ("<a" * 100_000 + ">", "markup"),
+        ("[a" * 100_000 + "](x)", "markup"),
+        ("a\u2713com " * 33_334, "domain"),
+        ("x555-" * 40_000, None),
+        ("12:30 " * 33_334, None),
+        ("code we " * 25_000, None),
+        ("l\u0323" * 100_000, None),
+        ("e " * 100_000, None),
+    ],
+    ids=[
+        "tags",
+        "brackets",
+        "links",
+        "tag-at-end",
+        "link-at-end",
+        "symbol-dots",
+        "glued-digits",
+        "times",
+        "code-words",
+        "combining-dots",
+        "spelled",
+    ],
+)
+def test_markup_and_new_checks_are_linear_on_200000_characters(text, reason):
+    """Markup and the newer checks handle 200,000 adversarial characters in one pass."""
+    started = time.perf_counter()
+    assert scan(text) == reason
+    assert time.perf_counter() - started < 2.0  # generous; the old markup regex took ~12 s
