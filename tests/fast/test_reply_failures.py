@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import json
 import smtplib
 import time
@@ -192,3 +193,21 @@ def test_an_unparsable_pending_reply_is_dead_lettered_once(r):
         "reply_id": "bad.1"
     }
     assert r.hlen(keys.REPLIES_PENDING) == 0
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "=?utf-8?q?Please_see_evil=2Ecom_or_mail_bob=40evil=2Eio?=",
+        "Order =?utf-8?b?ZXZpbC5jb20=?= help",
+    ],
+)
+def test_an_encoded_word_left_in_a_subject_is_never_sent(subject):
+    """A subject encoded twice still holds an encoded word after parsing, which the email library
+    would decode when setting the header: the reply says `Re: your support request`."""
+    from email import message_from_bytes
+
+    message = render_reply(reply_task(subject=subject), SUPPORT, "{question}")
+    sent = message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert str(sent["Subject"]) == "Re: your support request"
+    assert "evil" not in message.as_string()

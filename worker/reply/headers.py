@@ -19,12 +19,14 @@ def reply_subject(subject: str) -> str:
     The subject is the customer's (or an attacker's) text mailed from our address, so it passes
     the send guard like a question does; if it fails, the reply says `Re: your support request`
     (threading rests on In-Reply-To/References, not on the subject). The guard sees the line as
-    sent, after the cut: cutting can make what it passed ("evil.com.pdf" cut after "com").
+    sent, after the cut: cutting can make what it passed ("evil.com.pdf" cut after "com"). A
+    line with `=?` is refused too: the email library decodes RFC 2047 encoded words when the
+    header is set, so a subject that was encoded twice would be sent as what the guard never saw.
     """
     flat = plain_one_paragraph(subject[: MAX_SUBJECT_CHARS * 8])
     base = REPLY_PREFIX.sub("", flat).strip()[:MAX_SUBJECT_CHARS].rstrip()
     line = f"Re: {base}"
-    if not base or scan(line) is not None:
+    if not base or "=?" in line or scan(line) is not None:
         return GENERIC_SUBJECT
     return line
 
