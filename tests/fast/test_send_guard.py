@@ -449,3 +449,248 @@ def test_markup_and_new_checks_are_linear_on_200000_characters(text, reason):
     started = time.perf_counter()
     assert scan(text) == reason
     assert time.perf_counter() - started < 2.0  # generous; the old markup regex took ~12 s
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "bob@163.com",
+        "bob@126.com",
+        "write to bob@1und1.de",
+        "bob@1evil.shop",
+        "@evil.com is where to write",
+    ],
+)
+def test_email_hosts_starting_with_a_digit_are_addresses(question):
+    """A host that starts with a digit, or a bare "@host", is still an email address."""
+    assert scan(question) == "email_address"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Call 555-123-4567/555-987-6543",
+        "Call 020-7946-0958/020-7946-0959",
+        "Call 555-123-4567-2024-2025",
+        "WhatsApp +44-20-7946-0958-0000",
+        "Call +15551234567(0000000)",
+        "Call 5551234567/8888888888",
+    ],
+)
+def test_phone_numbers_joined_or_padded_past_15_digits_are_caught(question):
+    """Two numbers glued together, or one padded with more digit groups, still hold a number."""
+    assert scan(question) == "phone_number"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "paypal\ua78fcom",
+        "evil\ua78fcom/login",
+        "evil\u4e36com",
+        "evil\u2f02com",
+        "evil\u0971com",
+        "evil\u02d1shop",
+        "evil\ua717com",
+        "evil\ua718com",
+        "evil\ua719com",
+        "evil\u2802shop",
+        "evil\u25e6shop",
+        "evil\u2023shop",
+        "evil\u2043shop",
+        "evil\u0f0bshop",
+        "evil\u1803shop",
+        "evil\u1362shop",
+        "evil\u3002\u4e2d\u56fd",
+        "evil\u3002\u516c\u53f8",
+    ],
+)
+def test_letter_and_symbol_dot_lookalikes_are_dots(text):
+    """Letters, modifier letters and symbols that look like one dot read as a dot before any TLD."""
+    assert scan(f"Please visit {text} now") == "domain"
+
+
+@pytest.mark.parametrize("filler", ["\u3164", "\u2800", "\u115f", "\uffa0"])
+def test_invisible_fillers_end_a_token(filler):
+    """A Hangul or Braille filler after a TLD is a space, so "evil.shop" stays a domain."""
+    assert scan(f"Visit evil.shop{filler}123 now") == "domain"
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("Please visit evil\\.com to continue", "domain"),
+        ("Is it evil\\.shop?", "domain"),
+        ("Open 10\\.0\\.0\\.1", "ip_address"),
+        ("Is it evil%2Ecom?", "domain"),
+        ("Is it evil&#46;com?", "domain"),
+        ("Is it evil&#x2e;com?", "domain"),
+        ("Is it evil&period;com?", "domain"),
+        ("Write to bob%40evil.com", "email_address"),
+    ],
+)
+def test_escaped_and_encoded_dots_are_dots(question, reason):
+    """A backslash escape, percent encoding or an HTML entity does not hide a dot or an at sign."""
+    assert scan(question) == reason
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("Is it (evil).com?", "domain"),
+        ("Is it [evil].com?", "domain"),
+        ('Is it "evil".com?', "domain"),
+        ("Is it 'evil'.com?", "domain"),
+        ("Is it evil'.com?", "domain"),
+        ("Write to bob@(evil).com", "email_address"),
+        ('Write to bob@"evil".com', "email_address"),
+    ],
+)
+def test_quotes_and_brackets_around_a_label_are_ignored(question, reason):
+    """Quotes or brackets inside a token cannot split a domain or an address in two."""
+    assert scan(question) == reason
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "search-ms:query=x",
+        "ms-settings:",
+        "ms-word:ofe|u|x",
+        "sip:bob@x",
+        "facetime:",
+        "zoommtg:",
+        "bitcoin:1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+        "magnet:?xt=urn:btih:abc",
+        "ssh:",
+        "webcal:",
+        "viber:",
+        "signal:",
+        "x-custom:open",
+        "Open \\\\evil\\share",
+    ],
+)
+def test_app_schemes_and_network_paths_are_links(question):
+    """Schemes that open an app, a call or a payment, and UNC paths, are links."""
+    assert scan(question) == "link"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Is it evil dot c o m?",
+        "Is it evil.c om?",
+        "Is it evil.c o m?",
+        "Is it e-v-i-l.c-o-m?",
+        "Visit evil. Com",
+        "Log in at paypal-support. Com/login now",
+        "Is it evil .com?",
+    ],
+)
+def test_partly_spelled_tlds_and_capitalised_spaced_tlds_are_domains(question):
+    """A TLD split by spaces or hyphens, or "evil. Com" that starts no sentence, is a domain."""
+    assert scan(question) == "domain"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Could you confirm the e-mail address on your account is the one you are writing from?",
+        "Could you confirm the email you used to place the order?",
+        "Can you confirm your email address is still correct?",
+        "Could you verify the email address we should reply to?",
+        "Could you confirm your details so we can find the order?",
+        "Could you confirm the payment was taken twice?",
+        "Could you confirm the card you used was a Visa or a Mastercard?",
+        "Could you confirm your account is a business account?",
+        "Could you confirm the account was opened in 2021?",
+        "Could you confirm the login page shows an error?",
+        "Did the QR code we sent open the return form?",
+        "Did the return label code you received work at the drop-off point?",
+        "Did the activation code you received work?",
+        "Did the booking code we sent you work at check-in?",
+        "Did the locker code we sent you work?",
+        "Is it the ticket code you received by e-mail?",
+        "Did you use the access code for the parcel locker?",
+        "Did you pay with a gift card?",
+        "Would you like the refund as a gift card?",
+        "Is this about your Social Security benefits letter?",
+        "\u00bfPodr\u00eda indicarnos el modelo, p.ej. el X200?",
+        "Kan du ange ordernumret, t.ex. A-1234?",
+        "Pouvez-vous pr\u00e9ciser le mod\u00e8le, p.ex. le X200 ?",
+        "Kan du oppgi ordrenummeret, f.eks. A-1234?",
+        "Ist der Kunde z.Zt. erreichbar?",
+        "Ist der Brief z.Hd. Herrn M\u00fcller?",
+        "Is it .NET 8?",
+        "Is it the .zip file?",
+        "Is it a .mov or an .mp4 video?",
+        "Which Windows build are you on, e.g. 19045.4291?",
+        "Was it Rp 1.250.000?",
+        "Was it 1.234.567,00 \u20ac?",
+        "Was it 12 345 678 VND?",
+        "Was your order #1234 5678?",
+        "Did you use FaceTime: audio or video?",
+        "Note: is it the app? Hinweis: oder die Website?",
+        "Is it the Wi-Fi: home or work? Or the COVID-19: booster page?",
+    ],
+)
+def test_ordinary_confirmations_codes_abbreviations_and_amounts_pass(question):
+    """Confirming an email or a payment, non-secret codes, abbreviations, file extensions,
+    build numbers and amounts are sent as written."""
+    assert outcome(check_question(question, None, 500)) == (question, False, None)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Please verify your account at the secure page",
+        "Verify your account within 24 hours",
+        "Your account is locked: confirm your identity",
+        "Please confirm your identity so we can help",
+        "Please verify your login details",
+        "Please enter your credentials",
+        "Verify your email address.",
+        "Please confirm your account details",
+        "What is the access code we sent you?",
+        "Please buy three gift cards",
+        "Send us the gift card codes",
+        "What is your social security number?",
+    ],
+)
+def test_phishing_phrasing_is_still_a_credential_request(question):
+    """Narrowing the confirm, code and gift card rules still refuses phishing phrasing."""
+    assert scan(question) == "credential_request"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a-" * 100_000,
+        "1-" * 100_000,
+        "\\" * 200_000,
+        "%2e" * 66_667,
+        "the .b " * 28_572,
+        "x.c o " * 33_334,
+        "ms-a:" * 40_000,
+        "(a)." * 50_000,
+        "2024/01/15-" * 18_182,
+        "a" * 199_997 + " .b",
+    ],
+    ids=[
+        "hyphens",
+        "phone-windows",
+        "backslashes",
+        "percent",
+        "extensions",
+        "split-tld",
+        "schemes",
+        "quotes",
+        "dates",
+        "long-token",
+    ],
+)
+def test_new_checks_are_linear_on_200000_characters(text):
+    """The checks added for encodings, schemes, split TLDs and long numbers stay linear."""
+    started = time.perf_counter()
+    scan(text)
+    assert time.perf_counter() - started < 2.0

@@ -1,13 +1,16 @@
 """Which links, email addresses, IP addresses and domains the normalised text holds (pure).
 
-Any of them would let a question send the reader somewhere other than us, so each is a reason
-to refuse it: a URL scheme ("https:", "mailto:", loose ones such as "hxxp//"), "www." or "://";
-an email address ("root@localhost" too); an IPv4 or IPv6 address, with or without a port or
-brackets; a domain (dotted labels ending in a top-level label of letters that is not a file
-extension such as "invoice.pdf"; punycode "xn--"), a host with a port ("localhost:8080"), and
-"evil. com" with a space after the dot when the top-level domain is a common one. Matching is
-on whole tokens, so "e.g.", "order no. 5", "Mr. Smith" and "version 2.3" pass. False positive
-kept on purpose: names that read as domains ("Node.js").
+Any of them would let a question send the reader somewhere other than us, so each is a reason to
+refuse it: a URL scheme ("https:", "mailto:", loose ones such as "hxxp//"; schemes that open an
+app such as "ms-settings:", "sip:", "bitcoin:"; any scheme-like word with a digit, "+" or "-"
+glued to what follows), "www.", "://" or a network path ("\\\\host\\share"); an email address
+("root@localhost", "bob@163.com", "@evil.com" too); an IPv4 or IPv6 address, with or without a
+port or brackets; a domain (dotted labels ending in a top-level label of letters that is not a
+file extension such as "invoice.pdf"; punycode "xn--"), a host with a port ("localhost:8080"),
+and "evil. com" with a space after the dot when the top-level domain is a common one. Matching
+is on whole tokens (also with quotes and brackets inside them dropped: "(evil).com"), so "e.g.",
+"p.ej.", "z.Zt.", "order no. 5", "Mr. Smith" and "version 2.3" pass. False positive kept on
+purpose: names that read as domains ("Node.js").
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ _SCHEMES = re.compile(
     r"(?<![a-z0-9+.-])(?:https?|s?ftps?|file|data|javascript|vbscript|mailto|tel|sms|callto|skype"
     r"|whatsapp|tg|intent|market|itms(?:-services)?|blob|wss?|ldap|smb|news|irc):(?=\S)"
 )
+#: Schemes that open an app, a call or a payment ("ms-settings:", "sip:", "bitcoin:"); also
+#: matched with nothing after the colon.
+_APP_SCHEMES = re.compile(
+    r"(?<![a-z0-9+.-])(?:ms-[a-z-]+|search-ms|sips?|facetime(?:-audio)?|zoommtg|zoomus|bitcoin"
+    r"|ethereum|litecoin|magnet|ssh|sftp|telnet|webcal|viber|signal|fb-messenger|msteams|slack"
+    r"|discord|steam|spotify|git|svn|rtsp|mms|feed|gopher|xmpp|jabber|maps|geo|callto|wtai"
+    r"|tg|line|kakaotalk|wechat|weixin|threema|sgnl):(?=\S|$)"
+)
+#: Any other scheme-like word with a digit, "+" or "-" in it, glued to what follows
+#: ("x-foo:bar"); "Note: ...", "e.g.:", "COVID-19: ..." and "Re:" pass.
+_ODD_SCHEME = re.compile(r"(?<![a-z0-9+.:-])[a-z][a-z0-9+.-]{1,30}:(?=[^\s\d:])")
+#: A Windows network path ("\\\\evil\\share").
+_UNC = re.compile(r"(?<!\\)\\\\[a-z0-9]")
+#: Abbreviations that read as a domain ("p.ej.", "t.ex.", "z.Zt.").
+_ABBREVIATIONS = frozenset(
+    ["p.ej", "p.ex", "t.ex", "f.ex", "f.eks", "z.zt", "z.hd", "bl.a", "m.fl"]
+)
+#: Quotes and brackets that may not hide a label ("(evil).com", 'bob@"evil".com').
+_QUOTES = str.maketrans("", "", "\"'`()[]{}<>")
 #: "https;//", "http//", "hxxps:\\" and the like.
 _LOOSE_SCHEME = re.compile(r"(?<![a-z0-9])(?:h[tx]{2}ps?|s?ftps?|wss?)[^\w/\\]{0,3}[/\\]{2}")
 _TOKEN = re.compile(r"\S+")
@@ -117,8 +139,17 @@ def _is_domain(text: str) -> bool:
 
 
 def _token_reason(token: str) -> str | None:
+    """The reason `token` is refused; also with quotes and brackets inside it dropped."""
+    reason = _plain_token_reason(token)
+    unquoted = token.translate(_QUOTES)
+    if reason is None and unquoted != token:
+        reason = _plain_token_reason(unquoted)
+    return reason
+
+
+def _plain_token_reason(token: str) -> str | None:
     core = token.strip(_EDGE)
-    if not core:
+    if not core or core in _ABBREVIATIONS:
         return None
     if core.startswith("www.") or "://" in core:
         return "link"
@@ -128,6 +159,8 @@ def _token_reason(token: str) -> str | None:
         host = _PART_SPLIT.split(host, 1)[0].strip(_EDGE)
         if local.strip(_EDGE) and (literal or (host and host[0].isalpha())):
             return "email_address"  # with or without a dot: "root@localhost" is an address too
+        if host and host[0].isalnum() and _is_domain(host):
+            return "email_address"  # "bob@163.com", and "@evil.com" with no local part
     if _is_ip(token.strip(_LIGHT_EDGE).rstrip(".")):
         return "ip_address"
     for part in _PART_SPLIT.split(core):
@@ -148,8 +181,11 @@ def _token_reason(token: str) -> str | None:
     return None
 
 
-def _is_spaced_domain(previous: str, token: str) -> bool:
-    """`token` is the TLD of "evil. com", "bit. ly/abc" (`previous` is case-folded)."""
+def _is_spaced_domain(previous: str, token: str, at_end: bool) -> bool:
+    """`token` is the TLD of "evil. com", "bit. ly/abc" (`previous` is case-folded).
+
+    "Obrigado. Com qual" starts a sentence; "Visit evil. Com", "paypal-support. Com/login" do
+    not (the last word, a path after it, or a hyphen or dot in the name before it)."""
     if not previous.endswith(".") or not all(
         _is_label(label) for label in previous.strip(_EDGE).split(".")
     ):
@@ -159,7 +195,14 @@ def _is_spaced_domain(previous: str, token: str) -> bool:
         return False
     word = head.group()
     sentence_start = word[0].isupper() and word[1:].islower()
+    after = token.lstrip(_EDGE)[len(word) :][:1]
+    if at_end or (after and after in "?!./") or any(c in previous[:-1] for c in "-."):
+        sentence_start = False
     return not (sentence_start and word.casefold() in _WORDLIKE_TLDS)
+
+
+def _is_odd_scheme(match: str) -> bool:
+    return any(ch.isdigit() or ch in "+-" for ch in match[:-1])
 
 
 def address_reasons(cased: str) -> set[str]:
@@ -170,13 +213,21 @@ def address_reasons(cased: str) -> set[str]:
     """
     found: set[str] = set()
     probe = cased.casefold()
-    if _SCHEMES.search(probe) or "://" in probe or _LOOSE_SCHEME.search(probe):
+    if (
+        _SCHEMES.search(probe)
+        or "://" in probe
+        or _LOOSE_SCHEME.search(probe)
+        or _APP_SCHEMES.search(probe)
+        or _UNC.search(probe)
+        or any(_is_odd_scheme(match.group()) for match in _ODD_SCHEME.finditer(probe))
+    ):
         found.add("link")
     previous = ""
     for match in _TOKEN.finditer(cased):
         token = match.group().casefold()
         reason = _token_reason(token)
-        if reason is None and _is_spaced_domain(previous, match.group()):
+        at_end = match.end() == len(cased)
+        if reason is None and _is_spaced_domain(previous, match.group(), at_end):
             reason = "domain"  # "evil. com"
         if reason:
             found.add(reason)

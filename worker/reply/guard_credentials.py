@@ -6,7 +6,9 @@ refused, in English and (as a list, so never complete) in other languages and sc
 a false positive kept on purpose: the guard cannot tell "never tell anyone your PIN" from a
 request for it. Credential words are matched with hyphens, dots and other marks as spaces
 ("O.T.P.", "sort-code"), with letters spelled out one by one joined up ("p i n"), and squashed
-with digits read as letters ("pa55w0rd").
+with digits read as letters ("pa55w0rd"). Ordinary questions stay out: "confirm the email you
+used" or "confirm the payment was taken" (a clause follows), a QR, label, booking or locker
+code "we sent", paying "with a gift card", "Social Security benefits".
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ _CREDENTIAL = re.compile(
     r"|card (?:numbers?|details|no|(?:verification|security) (?:values?|codes?|numbers?))"
     r"|(?:expiry|expiration) date|one ?time (?:codes?|pass ?words?|pass ?codes?|pins?)|otp"
     r"|2 ?fa|mfa|(?:two|2) ?(?:factor|step) (?:codes?|pins?|tokens?)"
-    r"|(?:verification|authentication|auth|login|log in|sms|access|confirmation) codes?"
+    r"|(?:verification|authentication|auth|login|log in|sms|confirmation) codes?"
     r"|credentials?|(?:log|sign) ?(?:in|on) (?:details|credentials|info|information|data)"
     r"|user ?names? (?:and |or )?pass(?:words?)?|(?:verify|validate|confirm|unlock|reactivate)"
-    r" (?:your|the) (?:account|identity|e ?mail|login|details|payment|card|credentials|password)"
+    r" (?:your|the) (?:identity|credentials|password|(?:account|e ?mail(?: address)?|login"
+    r"|details|payment|card)(?! (?:\w+ ){0,4}?(?:is|was|were|are|has|had|have|shows?|showed"
+    r"|you|we|they)\b))"
     r"|account (?:is |has been |was |will be )?(?:locked|suspended|disabled|compromised|on hold"
-    r"|restricted|closed)|security questions?|maiden name|social security|ssn"
+    r"|restricted|closed)|security questions?|maiden name|social security (?:numbers?|no|card)|ssn"
     r"|seed (?:phrases?|words?)|\d+ words? (?:phrases?|seeds?)|mnemonic"
     r"|(?:recovery|backup) (?:phrases?|words?|codes?|keys?)|secret (?:phrases?|words?)"
     r"|(?:private|secret|api) keys?|routing number|sort code|iban"
-    r"|bank (?:details|account number|login)|gift cards?|\d+ ?digits? (?:codes?|pins?)"
+    r"|bank (?:details|account number|login)|\d+ ?digits? (?:codes?|pins?)"
+    r"|gift cards? (?:codes?|numbers?|pins?|details)|(?:buy|purchase|get) (?:\w+ ){0,3}?gift cards?"
     r"|(?<!tracking )(?<!discount )(?<!promo )(?<!coupon )(?<!voucher )(?<!referral )"
     r"(?<!error )(?<!status )(?<!postal )(?<!zip )(?<!post )(?<!product )(?<!order )"
+    r"(?<!qr )(?<!label )(?<!activation )(?<!booking )(?<!locker )(?<!ticket )(?<!return )"
+    r"(?<!bar )(?<!pickup )(?<!collection )(?<!reservation )(?<!delivery )(?<!shipping )"
     r"codes? (?:\w+ ){0,5}?(?:texted|sent|received|emailed|messaged|got)"
     r"|(?:digits?|numbers?|codes?) (?:\w+ ){0,4}?(?:on|at|from) the (?:back|reverse) of"
     r" (?:\w+ ){0,3}?cards?)\b"

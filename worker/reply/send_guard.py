@@ -24,7 +24,8 @@ run).
 
 False positives kept on purpose: any mention of a password, PIN or the like, names that read as
 domains ("Node.js"), numbers of 10 or more digits, digits in 4+4 groups ("6123-4567", a phone
-number in Singapore) unless they are a range of years or follow "order", "invoice" and the like.
+number in Singapore) unless they are a range of years or follow "order", "invoice" and the like,
+scheme-like words with a digit or dash glued to text ("x-ray:left").
 
 Reason codes (first that applies): `empty`, `too_long`, `markup`, `link`, `email_address`,
 `ip_address`, `domain`, `phone_number`, `credential_request`, `lookalike_characters`.
