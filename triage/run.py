@@ -82,7 +82,8 @@ def sample_dir() -> Path:
 
 def fresh_ids(raw: str, tag: str) -> str:
     """A sample made new for this run: Message-IDs `<seed-0001@x>` -> `<seed-0001.tag@x>`, and
-    customers `dana@x` -> `dana+tag@x`.
+    customers `dana@x` -> `dana.tag@x` (not `dana+tag@`: the limits count sub-addresses as one
+    mailbox).
 
     Without fresh ids a second run on the same Redis finds every sample a duplicate; without
     fresh addresses the worker's per-address limits (questions per day, an "answer" within
@@ -92,7 +93,7 @@ def fresh_ids(raw: str, tag: str) -> str:
     """
     head, separator, body = raw.partition("\n\n")
     head = _ID_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}.{tag}@", head)
-    head = _ADDRESS_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}+{tag}@", head)
+    head = _ADDRESS_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}.{tag}@", head)
     return head + separator + body
 
 

@@ -20,6 +20,7 @@ from helpers import (
 from common import keys
 from common.contract import EmailPayload
 from common.deadletters import DeadLetterStream
+from common.recipient import choose_recipient
 from producers.enqueue import Rejected
 from producers.sources import iter_items, resolve_inputs
 from producers.submit import Submitted, thread_id_for
@@ -342,7 +343,11 @@ def test_cli_mbox_with_every_failure_class_enqueues_all_and_adds_up(r, state_url
     for number in range(1, 7):
         thread = thread_id_for(f"<h{number}@example.org>")
         [payload] = inbox(r, thread)
-        assert payload.from_addr == "dana@example.org"
+        if number in (2, 4):  # a From two parsers read differently is kept as written
+            assert choose_recipient(payload.from_addr, None).address is None
+            assert "\n" not in payload.from_addr and len(payload.from_addr) <= 512
+        else:
+            assert payload.from_addr == "dana@example.org"
     assert DeadLetterStream(r).size() == 0
 
 

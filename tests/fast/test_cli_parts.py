@@ -35,7 +35,7 @@ def click_free(text: str) -> str:
 def test_fresh_ids_rename_only_the_samples_own_ids_and_senders():
     """Each run tags the samples' Message-IDs and senders; the rest stays as it is."""
     tagged = fresh_ids(SAMPLE, "abc123")
-    assert tagged.startswith("From: Dana <dana+abc123@example.org>\n")
+    assert tagged.startswith("From: Dana <dana.abc123@example.org>\n")
     assert "Message-ID: <seed-0001.abc123@example.org>" in tagged
     assert "X-Triage-Sample-Answers: <seed-0001.abc123@example.org>" in tagged
     assert "In-Reply-To: {in_reply_to}" in tagged
