@@ -283,17 +283,15 @@ def sender_address(values: list[str]) -> str:
     .com`, `victim@bank.com@evil.com` or `<victim@bank.com>@evil.com` pass DMARC for evil.com,
     and a question to the address inside would relay the attacker's email to the victim.
     """
-    found = [address for _, address in (first_address(value) for value in values) if address]
-    if not found:
+    if len(values) == 1:  # the common case is read once; the fallback only when it fails
+        pairs, _ = addresses(values[0], 2)
+        if len(pairs) == 1 and pairs[0][1]:
+            agreed = valid_address(pairs[0][1])
+            if agreed and valid_address(clean(values[0])) == agreed:
+                return pairs[0][1]
+    if not any(first_address(value)[1] for value in values):
         return ""
-    written = clean(", ".join(values))[:MAX_UNREAD_SENDER]
-    if len(values) != 1:
-        return written
-    pairs, _ = addresses(values[0], 2)
-    if len(pairs) != 1 or not pairs[0][1]:
-        return written
-    agreed = valid_address(pairs[0][1])
-    return pairs[0][1] if agreed and valid_address(clean(values[0])) == agreed else written
+    return clean(", ".join(values))[:MAX_UNREAD_SENDER]
 
 
 def _normal_id(inner: str) -> str | None:
